@@ -1,0 +1,113 @@
+// The `vaelab` command: train and evaluate runs, list plugins, measure throughput.
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
+#include <nlohmann/json.hpp>
+
+#include <vaelab/build_info.h>
+#include <vaelab/error.hpp>
+#include <vaelab/log.hpp>
+#include <vaelab/train/run.hpp>
+
+#include "commands.hpp"
+
+namespace {
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "vaelab: error: %s\n", message.c_str());
+  return 1;
+}
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"vaelab: train, evaluate and study variational autoencoders"};
+  app.set_version_flag("--version", std::string("vaelab ") + VAELAB_VERSION +
+                                        "\nplugin ABI " + std::to_string(VL_ABI_VERSION_MAJOR) +
+                                        "." + std::to_string(VL_ABI_VERSION_MINOR) +
+                                        "\nbuild fingerprint " + VAELAB_BUILD_FINGERPRINT);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  app.require_subcommand(1);
+
+  std::vector<std::string> plugin_paths;
+  bool plugins_json = false;
+  CLI::App* plugins = app.add_subcommand("plugins", "List the plugins found and why any was refused");
+  plugins->add_flag("--json", plugins_json, "one JSON array of {name, kind, version, abi, path, status}");
+  plugins->add_option("--path", plugin_paths, "extra plugin folder, searched first (repeatable)");
+  plugins->require_subcommand(0, 1);
+  std::string show_name;
+  CLI::App* show = plugins->add_subcommand("show", "A plugin's description and defaults.toml");
+  show->add_option("name", show_name, "plugin name")->required();
+
+  std::string train_config;
+  std::vector<std::string> train_sets;
+  std::string train_out;
+  CLI::App* train = app.add_subcommand("train", "Train and evaluate one run");
+  train->add_option("config", train_config, "run config (TOML)")->required();
+  train->add_option("--set", train_sets, "override a key: --set train.epochs=5 (repeatable)");
+  train->add_option("--out", train_out, "run folder (default runs/<config>-<time>)");
+
+  std::string eval_dir;
+  bool eval_json = false;
+  CLI::App* eval = app.add_subcommand("eval", "Re-evaluate a finished run from its checkpoint");
+  eval->add_option("run_dir", eval_dir, "run folder")->required();
+  eval->add_flag("--json", eval_json, "print JSON");
+
+  std::string bench_config;
+  std::vector<std::string> bench_sets;
+  int bench_steps = 30;
+  int bench_repeats = 5;
+  CLI::App* bench = app.add_subcommand("bench", "Measure training throughput");
+  bench->require_subcommand(1);
+  CLI::App* bench_threads = bench->add_subcommand(
+      "threads", "Training steps/s for each intra-op × BLAS thread setting, as ratios to 1×1");
+  bench_threads->add_option("config", bench_config, "run config (TOML)")->required();
+  bench_threads->add_option("--set", bench_sets, "override a key (repeatable)");
+  bench_threads->add_option("--steps", bench_steps, "training steps per measurement")->capture_default_str();
+  bench_threads->add_option("--repeats", bench_repeats, "measurements per setting (median)")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    vaelab::set_log_level(log_level);
+    if (plugins->parsed()) {
+      if (show->parsed()) return vaelab::cli::plugins_show(plugin_paths, show_name);
+      return vaelab::cli::plugins_list(plugin_paths, plugins_json);
+    }
+    if (train->parsed()) {
+      const auto dir = vaelab::train_run(train_config, train_sets, train_out);
+      std::cout << dir.string() << "\n";
+      return 0;
+    }
+    if (eval->parsed()) {
+      const nlohmann::json result = vaelab::eval_run(eval_dir);
+      if (eval_json) {
+        std::cout << result.dump(2) << "\n";
+      } else {
+        std::cout << "ELBO train " << result["elbo_train_nats"].get<double>() << " nats, test "
+                  << result["elbo_test_nats"].get<double>() << " nats, generalization gap "
+                  << result["generalization_gap_nats"].get<double>() << " nats\n";
+      }
+      return 0;
+    }
+    if (bench_threads->parsed()) {
+      return vaelab::cli::bench_threads(bench_config, bench_sets, bench_steps, bench_repeats);
+    }
+  } catch (const vaelab::Error& e) {
+    return fail(e.what());
+  } catch (const c10::Error& e) {
+    return fail("torch: " + first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  return 0;
+}

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include <torch/types.h>
+
+#include <vaelab/backend.hpp>
+#include <vaelab/data_source.hpp>
+#include <vaelab/likelihood.hpp>
+#include <vaelab/model.hpp>
+#include <vaelab/registry.hpp>
+#include <vaelab/train/run.hpp>
+
+namespace vaelab {
+
+/// Everything a run needs, made from a resolved config in the order of DESIGN.md §1: backend
+/// (threads applied), likelihood, data source → Dataset → subsets → preprocessed tensors, model
+/// (seeded, built through the backend's layer factory, on the backend's device).
+struct Session {
+  PluginPtr<Backend> backend;
+  PluginPtr<DataSource> source;
+  PluginPtr<Model> model;
+  std::unique_ptr<Likelihood> likelihood;
+  Dataset dataset;
+  torch::Tensor train;       ///< the training split (or its subset), preprocessed, CPU
+  torch::Tensor train_eval;  ///< what the train ELBO is measured on
+  torch::Tensor test;
+  int64_t params_total = 0;
+  int64_t params_latent_adjacent = 0;  ///< |Θ_z|
+};
+
+Session open_session(const RunConfig& config);
+
+}  // namespace vaelab

@@ -1,0 +1,321 @@
+#include <vaelab/train/run.hpp>
+#include <vaelab/train/session.hpp>
+
+#include <chrono>
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <vaelab/backend.hpp>
+#include <vaelab/build_info.h>
+#include <vaelab/data_source.hpp>
+#include <vaelab/io/run_store.hpp>
+#include <vaelab/io/safetensors.hpp>
+#include <vaelab/likelihood.hpp>
+#include <vaelab/log.hpp>
+#include <vaelab/metrics/elbo.hpp>
+#include <vaelab/model.hpp>
+#include <vaelab/torch_shim.hpp>
+#include <vaelab/train/trainer.hpp>
+#include <vaelab/train/training_stream.hpp>
+#include <vaelab_core_defaults.h>
+
+namespace fs = std::filesystem;
+
+namespace vaelab {
+namespace {
+
+struct PluginSection {
+  const char* section;
+  vl_plugin_kind kind;
+};
+constexpr PluginSection kPluginSections[] = {
+    {"data", VL_PLUGIN_KIND_DATA_SOURCE},
+    {"model", VL_PLUGIN_KIND_MODEL},
+    {"backend", VL_PLUGIN_KIND_BACKEND},
+};
+
+bool is_plugin_key(const std::string& key) {
+  for (const auto& s : kPluginSections) {
+    if (key.rfind(std::string(s.section) + ".config.", 0) == 0) return true;
+  }
+  return false;
+}
+
+/// uint8 images → float [N, C, H, W] in [0, 1] (or {0, 1} when binarized): the Preprocess step.
+torch::Tensor to_float_images(const ImageSet& images, const std::string& binarize) {
+  const torch::Tensor bytes =
+      torch::from_blob(const_cast<uint8_t*>(images.pixels.data()),
+                       {images.count, images.channels, images.height, images.width}, torch::kUInt8);
+  if (binarize == "threshold") return bytes.ge(128).to(torch::kFloat32);
+  return bytes.to(torch::kFloat32).div_(255.0);
+}
+
+}  // namespace
+
+Session open_session(const RunConfig& config) {
+  const Registry& registry = config.registry();
+  const ConfigTable data_cfg = config.section("data");
+  const ConfigTable train_cfg = config.section("train");
+  const ConfigTable eval_cfg = config.section("eval");
+  Session s;
+
+  // Backend: device and threads, before any compute.
+  s.backend = registry.create<Backend>(config.plugin("backend"), config.plugin_config("backend"));
+  s.backend->apply_threads();
+  logger().info("backend {}: {}", config.plugin("backend"), s.backend->describe());
+
+  // Likelihood and preprocessing settings are checked before the data is read.
+  s.likelihood = make_likelihood(config.section("likelihood"));
+  const std::string binarize = data_cfg.get_choice("binarize", {"none", "threshold"});
+  if (s.likelihood->needs_binary_data() && binarize == "none") {
+    throw ConfigError("likelihood.name = \"" + s.likelihood->name() +
+                      "\" needs binary data: set data.binarize = \"threshold\"");
+  }
+
+  // Data source → Dataset → subsets → Preprocess.
+  s.source = registry.create<DataSource>(config.plugin("data"), config.plugin_config("data"));
+  s.dataset = s.source->open();
+  const auto subset_seed = static_cast<uint64_t>(data_cfg.get_int("subset_seed"));
+  select_subset(s.dataset.train, data_cfg.get_int_in("train_size", 0, INT64_MAX), subset_seed);
+  select_subset(s.dataset.test, data_cfg.get_int_in("test_size", 0, INT64_MAX), subset_seed + 1);
+  s.train = to_float_images(s.dataset.train, binarize);
+  s.test = to_float_images(s.dataset.test, binarize);
+  const int64_t train_subset = eval_cfg.get_int_in("train_subset", 0, INT64_MAX);
+  if (train_subset > 0 && train_subset < s.dataset.train.count) {
+    ImageSet subset = s.dataset.train;
+    select_subset(subset, train_subset, subset_seed + 2);
+    s.train_eval = to_float_images(subset, binarize);
+  } else {
+    s.train_eval = s.train;
+  }
+  logger().info("data {}: {} train / {} test images of {}x{}x{}", s.dataset.name,
+                s.dataset.train.count, s.dataset.test.count, s.dataset.train.channels,
+                s.dataset.train.height, s.dataset.train.width);
+
+  // Model, built through the backend's layer factory after seeding.
+  torch::manual_seed(static_cast<uint64_t>(train_cfg.get_int("seed")));
+  s.model = registry.create<Model>(config.plugin("model"), config.plugin_config("model"));
+  ModelSpec spec;
+  spec.channels = s.dataset.train.channels;
+  spec.height = s.dataset.train.height;
+  spec.width = s.dataset.train.width;
+  spec.param_channels = s.likelihood->param_channels(spec.channels);
+  s.model->build(spec, *s.backend);
+  s.model->module().to(s.backend->device());
+
+  // Exact parameter counts: Θ_z (layers touching z) and the rest.
+  std::map<std::string, int64_t> sizes;
+  for (const auto& p : s.model->module().named_parameters(true)) {
+    sizes[p.key()] = p.value().numel();
+    s.params_total += p.value().numel();
+  }
+  for (const auto& name : s.model->latent_adjacent_parameters()) {
+    const auto it = sizes.find(name);
+    if (it == sizes.end()) {
+      throw Error("model plugin '" + config.plugin("model") + "' names Θ_z parameter '" + name +
+                  "', which the model does not have");
+    }
+    s.params_latent_adjacent += it->second;
+  }
+  return s;
+}
+
+namespace {
+
+TrainOptions train_options(const RunConfig& config) {
+  const ConfigTable train = config.section("train");
+  const ConfigTable eval = config.section("eval");
+  TrainOptions o;
+  o.epochs = train.get_int_in("epochs", 1, 1000000);
+  o.lr = train.get_double("lr");
+  o.seed = static_cast<uint64_t>(train.get_int("seed"));
+  o.eval_every_epochs = eval.get_int_in("every_epochs", 1, 1000000);
+  o.elbo_samples = eval.get_int_in("elbo_samples", 1, 100000);
+  o.eval_batch_size = eval.get_int_in("batch_size", 1, 1000000);
+  return o;
+}
+
+fs::path default_run_dir(const fs::path& config_file) {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &utc);
+  const fs::path base = fs::path("runs") / (config_file.stem().string() + "-" + stamp);
+  fs::path dir = base;
+  for (int i = 2; fs::exists(dir); ++i) dir = base.string() + "-" + std::to_string(i);
+  return dir;
+}
+
+}  // namespace
+
+std::string_view core_defaults_toml() { return VAELAB_CORE_DEFAULTS_TOML; }
+
+RunConfig RunConfig::load(const fs::path& file, const std::vector<std::string>& overrides) {
+  return resolve(read_toml_file(file), overrides);
+}
+
+RunConfig RunConfig::resolve(const toml::table& user, const std::vector<std::string>& overrides) {
+  const toml::table schema = parse_toml(core_defaults_toml(), "core/defaults.toml");
+  std::vector<std::string> open_tables;
+  for (const auto& s : kPluginSections) open_tables.push_back(std::string(s.section) + ".config");
+  validate_against_schema(user, schema, "", open_tables);
+
+  std::vector<Override> framework_overrides;
+  std::vector<Override> plugin_overrides;
+  for (const auto& o : overrides) {
+    Override parsed = parse_override(o);
+    (is_plugin_key(parsed.key) ? plugin_overrides : framework_overrides).push_back(parsed);
+  }
+
+  RunConfig config;
+  config.table_ = merge_tables(schema, user);
+  for (const auto& o : framework_overrides) apply_override(config.table_, schema, o);
+
+  const ConfigTable plugins(*config.table_["plugins"].as_table(), "plugins");
+  config.registry_ =
+      std::make_shared<Registry>(Registry::search_path(plugins.get_string_array("paths")));
+
+  // Each plugin's table: checked against and merged with the plugin's own defaults.toml.
+  toml::table full_schema = schema;
+  for (const auto& s : kPluginSections) {
+    toml::table& section = *config.table_[s.section].as_table();
+    const std::string name = *section["plugin"].value<std::string>();
+    const PluginRecord& record = config.registry_->find(s.kind, name);
+    const toml::table plugin_schema =
+        parse_toml(record.defaults_toml, name + "/defaults.toml");
+    const toml::table* user_table = section["config"].as_table();
+    const toml::table empty;
+    const toml::table& given = user_table != nullptr ? *user_table : empty;
+    try {
+      validate_against_schema(given, plugin_schema, std::string(s.section) + ".config");
+    } catch (const ConfigError& e) {
+      throw ConfigError(std::string(e.what()) + " (plugin " + name + "; its keys: vaelab plugins show " + name + ")");
+    }
+    section.insert_or_assign("config", merge_tables(plugin_schema, given));
+    full_schema[s.section].as_table()->insert_or_assign("config", plugin_schema);
+  }
+  for (const auto& o : plugin_overrides) apply_override(config.table_, full_schema, o);
+  return config;
+}
+
+ConfigTable RunConfig::section(std::string_view key) const {
+  const toml::table* t = table_[key].as_table();
+  if (t == nullptr) throw ConfigError(std::string(key) + ": missing section");
+  return ConfigTable(*t, std::string(key));
+}
+
+std::string RunConfig::plugin(std::string_view section_name) const {
+  return section(section_name).get_string("plugin");
+}
+
+std::string RunConfig::plugin_config(std::string_view section_name) const {
+  return section(section_name).sub("config").to_toml();
+}
+
+std::string RunConfig::to_toml() const {
+  std::ostringstream out;
+  out << "# Resolved by vaelab " << VAELAB_VERSION << ": defaults merged, overrides applied.\n"
+      << toml::toml_formatter(table_) << "\n";
+  return out.str();
+}
+
+fs::path train_run(const fs::path& config_file, const std::vector<std::string>& overrides,
+                   const fs::path& out_dir) {
+  const RunConfig config = RunConfig::load(config_file, overrides);
+  const TrainOptions options = train_options(config);
+  const ConfigTable train_cfg = config.section("train");
+  const std::string regime = train_cfg.get_string("regime");
+  const int64_t batch_size = train_cfg.get_int_in("batch_size", 1, 1 << 20);
+
+  Session s = open_session(config);
+  auto stream = make_training_stream(regime, s.train, batch_size, options.seed);
+
+  // Only now, with everything checked, the run folder is made.
+  const fs::path dir = out_dir.empty() ? default_run_dir(config_file) : out_dir;
+  RunStore store = RunStore::create(dir);
+  store.write_config(config.to_toml());
+  add_log_file(store.log_path());
+  logger().info("run folder {}", dir.string());
+  logger().info("model {}: {} parameters ({} in the layers touching z)", config.plugin("model"),
+                s.params_total, s.params_latent_adjacent);
+
+  Trainer trainer(*s.model, *s.likelihood, *s.backend, options);
+  TrainResult r;
+  try {
+    r = trainer.fit(*stream, EvalSets{s.train_eval, s.test}, store);
+  } catch (...) {
+    remove_log_files();
+    throw;
+  }
+
+  const double dims = static_cast<double>(s.dataset.train.image_bytes());
+  nlohmann::json summary = {
+      {"elbo_train_nats", r.elbo_train_nats},
+      {"elbo_test_nats", r.elbo_test_nats},
+      {"generalization_gap_nats", r.elbo_train_nats - r.elbo_test_nats},
+      {"elbo_trained_on_nats", r.elbo_trained_on_nats},
+      {"params_total", s.params_total},
+      {"params_latent_adjacent", s.params_latent_adjacent},
+      {"params_other", s.params_total - s.params_latent_adjacent},
+      {"epochs", r.epochs},
+      {"images_seen", r.images_seen},
+      {"train_seconds", r.train_seconds},
+      {"eval_seconds", r.eval_seconds},
+      {"train_images_per_second", static_cast<double>(r.images_seen) / std::max(r.train_seconds, 1e-9)},
+      {"regime", regime},
+      {"model", config.plugin("model")},
+      {"likelihood", s.likelihood->name()},
+      {"dataset", s.dataset.name},
+      {"train_size", s.dataset.train.count},
+      {"test_size", s.dataset.test.count},
+      {"backend", config.plugin("backend")},
+      {"threads", s.backend->threads()},
+      {"vaelab_version", VAELAB_VERSION},
+      {"torch_version", shim::torch_version()},
+  };
+  // A code length only where the likelihood is a probability mass on the data's values.
+  if (s.likelihood->discrete()) {
+    summary["bits_per_dim_train"] = -r.elbo_train_nats / (dims * std::log(2.0));
+    summary["bits_per_dim_test"] = -r.elbo_test_nats / (dims * std::log(2.0));
+  }
+  store.write_summary(summary);
+  logger().info("done: ELBO train {:.2f}, test {:.2f} nats; {:.0f} images/s; results in {}",
+                r.elbo_train_nats, r.elbo_test_nats,
+                summary["train_images_per_second"].get<double>(), dir.string());
+  remove_log_files();
+  return dir;
+}
+
+nlohmann::json eval_run(const fs::path& run_dir) {
+  const RunStore store = RunStore::open(run_dir);
+  const RunConfig config = RunConfig::load(store.config_path(), {});
+  const TrainOptions options = train_options(config);
+  Session s = open_session(config);
+  const fs::path checkpoint = store.checkpoint_path("last");
+  if (!fs::exists(checkpoint)) throw Error(checkpoint.string() + ": no checkpoint to evaluate");
+  load_module_state(s.model->module(), load_safetensors(checkpoint), checkpoint.string());
+
+  const torch::Device device = s.backend->device();
+  const ElboSummary train = evaluate_elbo(*s.model, *s.likelihood, s.train_eval,
+                                          options.elbo_samples, options.eval_batch_size,
+                                          options.seed + 1, device);
+  const ElboSummary test = evaluate_elbo(*s.model, *s.likelihood, s.test, options.elbo_samples,
+                                         options.eval_batch_size, options.seed + 2, device);
+  return {
+      {"run", run_dir.string()},
+      {"elbo_train_nats", train.elbo_nats},
+      {"elbo_test_nats", test.elbo_nats},
+      {"generalization_gap_nats", train.elbo_nats - test.elbo_nats},
+      {"log_likelihood_test_nats", test.log_likelihood_nats},
+      {"kl_test_nats", test.kl_nats},
+      {"train_images", train.images},
+      {"test_images", test.images},
+      {"params_total", s.params_total},
+      {"params_latent_adjacent", s.params_latent_adjacent},
+  };
+}
+
+}  // namespace vaelab

@@ -1,0 +1,173 @@
+#include <vaelab/train/trainer.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <vaelab/error.hpp>
+#include <vaelab/io/run_store.hpp>
+#include <vaelab/io/safetensors.hpp>
+#include <vaelab/log.hpp>
+#include <vaelab/metrics/elbo.hpp>
+
+namespace vaelab {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(seconds);
+  char buf[32];
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", static_cast<long>(s / 3600), static_cast<long>(s % 3600 / 60));
+  } else {
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", static_cast<long>(s / 60), static_cast<long>(s % 60));
+  }
+  return buf;
+}
+
+/// One progress line, rewritten in place on a terminal; plain log lines otherwise.
+class Progress {
+ public:
+  explicit Progress(int64_t epochs) : epochs_(epochs), tty_(::isatty(STDERR_FILENO) == 1) {}
+
+  void update(int64_t epoch, double loss, double images_per_second, double eta_seconds,
+              bool epoch_done) {
+    if (tty_) {
+      const auto now = Clock::now();
+      if (!epoch_done && now - last_ < std::chrono::milliseconds(200)) return;
+      last_ = now;
+      std::fprintf(stderr, "\r\033[Kepoch %ld/%ld  loss %.2f  %.0f img/s  ETA %s",
+                   static_cast<long>(epoch), static_cast<long>(epochs_), loss, images_per_second,
+                   format_duration(eta_seconds).c_str());
+      std::fflush(stderr);
+    } else if (epoch_done) {
+      logger().info("epoch {}/{}  loss {:.2f}  {:.0f} img/s  ETA {}", epoch, epochs_, loss,
+                    images_per_second, format_duration(eta_seconds));
+    }
+  }
+
+  /// Ends the in-place line before other output.
+  void break_line() {
+    if (tty_) {
+      std::fprintf(stderr, "\r\033[K");
+      std::fflush(stderr);
+    }
+  }
+
+ private:
+  int64_t epochs_;
+  bool tty_;
+  Clock::time_point last_{};
+};
+
+}  // namespace
+
+Trainer::Trainer(Model& model, const Likelihood& likelihood, Backend& backend, TrainOptions options)
+    : model_(model), likelihood_(likelihood), backend_(backend), options_(options) {
+  if (options_.epochs < 1) throw ConfigError("train.epochs: must be at least 1");
+  if (!(options_.lr > 0)) throw ConfigError("train.lr: must be positive");
+  if (options_.eval_every_epochs < 1) throw ConfigError("eval.every_epochs: must be at least 1");
+  if (options_.elbo_samples < 1) throw ConfigError("eval.elbo_samples: must be at least 1");
+}
+
+TrainResult Trainer::fit(TrainingStream& stream, const EvalSets& eval, RunStore& store) {
+  const torch::Device device = backend_.device();
+  torch::nn::Module& module = model_.module();
+  torch::optim::Adam optimizer(module.parameters(), torch::optim::AdamOptions(options_.lr));
+  Progress progress(options_.epochs);
+
+  TrainResult result;
+  const auto run_start = Clock::now();
+  for (int64_t epoch = 1; epoch <= options_.epochs; ++epoch) {
+    // ---- one effective epoch of optimizer steps -------------------------------------------
+    module.train();
+    stream.begin_epoch(epoch - 1);
+    const auto epoch_start = Clock::now();
+    double loss_sum = 0;
+    int64_t epoch_images = 0;
+    torch::Tensor batch;
+    int64_t step = 0;
+    while (stream.next_batch(batch)) {
+      const torch::Tensor x = batch.to(device);
+      optimizer.zero_grad();
+      const ElboTerms terms = elbo_terms(model_, likelihood_, x, 1);
+      const torch::Tensor loss = -terms.elbo.mean();
+      const double loss_value = loss.item<double>();
+      if (!std::isfinite(loss_value)) {
+        progress.break_line();
+        throw Error("training diverged: non-finite loss at epoch " + std::to_string(epoch) +
+                    ", step " + std::to_string(step) + "; the last checkpoint holds the state of the last evaluation");
+      }
+      loss.backward();
+      optimizer.step();
+      ++step;
+      const int64_t b = x.size(0);
+      loss_sum += loss_value * static_cast<double>(b);
+      epoch_images += b;
+      result.images_seen += b;
+      const double elapsed = result.train_seconds + seconds_since(epoch_start);
+      const double rate = static_cast<double>(result.images_seen) / std::max(elapsed, 1e-9);
+      const double remaining_images =
+          static_cast<double>(options_.epochs * stream.epoch_size() - result.images_seen);
+      progress.update(epoch, loss_sum / static_cast<double>(epoch_images), rate,
+                      remaining_images / std::max(rate, 1e-9), false);
+    }
+    backend_.synchronize();
+    result.train_seconds += seconds_since(epoch_start);
+    result.epochs = epoch;
+    result.elbo_trained_on_nats = -loss_sum / static_cast<double>(std::max<int64_t>(epoch_images, 1));
+    const double rate = static_cast<double>(result.images_seen) / std::max(result.train_seconds, 1e-9);
+    progress.update(epoch, -result.elbo_trained_on_nats, rate,
+                    static_cast<double>((options_.epochs - epoch) * stream.epoch_size()) / std::max(rate, 1e-9),
+                    true);
+
+    // ---- evaluation point: ELBO on the real training set and on the test set --------------
+    if (epoch % options_.eval_every_epochs != 0 && epoch != options_.epochs) continue;
+    const auto eval_start = Clock::now();
+    const ElboSummary train = evaluate_elbo(model_, likelihood_, eval.train, options_.elbo_samples,
+                                            options_.eval_batch_size, options_.seed + 1, device);
+    const ElboSummary test = evaluate_elbo(model_, likelihood_, eval.test, options_.elbo_samples,
+                                           options_.eval_batch_size, options_.seed + 2, device);
+    result.eval_seconds += seconds_since(eval_start);
+    result.elbo_train_nats = train.elbo_nats;
+    result.elbo_test_nats = test.elbo_nats;
+    progress.break_line();
+    logger().info("epoch {}: ELBO train {:.2f}  test {:.2f}  gap {:.2f} nats", epoch,
+                  train.elbo_nats, test.elbo_nats, train.elbo_nats - test.elbo_nats);
+    if (!std::isfinite(train.elbo_nats) || !std::isfinite(test.elbo_nats)) {
+      throw Error("evaluation at epoch " + std::to_string(epoch) + " gave a non-finite ELBO");
+    }
+    store.append_metrics({
+        {"epoch", epoch},
+        {"images_seen", result.images_seen},
+        {"elbo_train_nats", train.elbo_nats},
+        {"elbo_test_nats", test.elbo_nats},
+        {"generalization_gap_nats", train.elbo_nats - test.elbo_nats},
+        {"log_likelihood_train_nats", train.log_likelihood_nats},
+        {"kl_train_nats", train.kl_nats},
+        {"log_likelihood_test_nats", test.log_likelihood_nats},
+        {"kl_test_nats", test.kl_nats},
+        {"elbo_trained_on_nats", result.elbo_trained_on_nats},
+        {"regime", stream.regime()},
+        {"train_seconds", result.train_seconds},
+        {"seconds", seconds_since(run_start)},
+    });
+    save_safetensors(store.checkpoint_path("last"), module_state(module),
+                     {{"epoch", std::to_string(epoch)},
+                      {"images_seen", std::to_string(result.images_seen)},
+                      {"format", "vaelab model state (parameters and buffers)"}});
+  }
+  return result;
+}
+
+}  // namespace vaelab

@@ -1,0 +1,217 @@
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+using Catch::Contains;
+using nlohmann::json;
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+fs::path work_dir() {
+  static const fs::path dir = [] {
+    const fs::path d = fs::temp_directory_path() / ("vaelab-e2e-" + std::to_string(::getpid()));
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+/// Runs the vaelab command with `args` (shell words) and `env` prefix; captures both streams.
+Result vaelab(const std::string& args, const std::string& env = "") {
+  static int counter = 0;
+  const fs::path out = work_dir() / ("out" + std::to_string(counter) + ".txt");
+  const fs::path err = work_dir() / ("err" + std::to_string(counter++) + ".txt");
+  const std::string cmd = env + " '" VAELAB_TEST_EXE "' " + args + " >'" + out.string() + "' 2>'" +
+                          err.string() + "' </dev/null";
+  const int status = std::system(cmd.c_str());
+  Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+const std::string kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
+fs::path write_config(const std::string& name, const std::string& text) {
+  const fs::path p = work_dir() / name;
+  std::ofstream(p) << text;
+  return p;
+}
+
+const char* kSmallRun = R"(
+[data]
+plugin = "idx"
+train_size = 512
+test_size = 512
+[model]
+plugin = "vae-mlp"
+[train]
+epochs = 2
+batch_size = 64
+lr = 1e-3
+[eval]
+every_epochs = 1
+)";
+
+bool finite_number(const json& v) { return v.is_number() && std::isfinite(v.get<double>()); }
+
+}  // namespace
+
+TEST_CASE("vaelab --version names the version, ABI and fingerprint", "[e2e]") {
+  const Result r = vaelab("--version");
+  REQUIRE(r.code == 0);
+  REQUIRE_THAT(r.out, Contains("vaelab 0.1.0") && Contains("plugin ABI 1.0") && Contains("cxx11abi="));
+}
+
+TEST_CASE("vaelab plugins --json lists the three plugins ok and a broken file with its category", "[e2e]") {
+  const fs::path broken_dir = work_dir() / "broken-plugins";
+  fs::create_directories(broken_dir);
+  std::ofstream(broken_dir / "libvaelab-model-broken.so") << "this is not a library\n";
+  fs::permissions(broken_dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                  fs::perms::others_read | fs::perms::others_exec);
+  const Result r = vaelab("plugins --json", "VAELAB_PLUGIN_PATH='" + broken_dir.string() + "'");
+  REQUIRE(r.code == 0);
+  const json list = json::parse(r.out);
+  REQUIRE(list.is_array());
+  std::set<std::string> ok;
+  bool saw_broken = false;
+  for (const auto& p : list) {
+    std::set<std::string> keys;
+    for (const auto& [k, v] : p.items()) keys.insert(k);
+    REQUIRE(keys == std::set<std::string>{"name", "kind", "version", "abi", "path", "status"});
+    if (p["status"] == "ok") ok.insert(p["kind"].get<std::string>() + "/" + p["name"].get<std::string>());
+    if (p["path"].get<std::string>().find("libvaelab-model-broken.so") != std::string::npos) {
+      saw_broken = true;
+      REQUIRE_THAT(p["status"].get<std::string>(), Contains("not_a_plugin"));
+    }
+  }
+  REQUIRE(ok.count("backend/torch-cpu") == 1);
+  REQUIRE(ok.count("model/vae-mlp") == 1);
+  REQUIRE(ok.count("data-source/idx") == 1);
+  REQUIRE(saw_broken);
+}
+
+TEST_CASE("vaelab plugins show prints the defaults", "[e2e]") {
+  const Result r = vaelab("plugins show vae-mlp");
+  REQUIRE(r.code == 0);
+  REQUIRE_THAT(r.out, Contains("hidden = [512, 512]") && Contains("latent = 16"));
+  const Result missing = vaelab("plugins show vae-nope");
+  REQUIRE(missing.code != 0);
+  REQUIRE_THAT(missing.err, Contains("no plugin named 'vae-nope'"));
+}
+
+TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it", "[e2e]") {
+  REQUIRE(fs::exists(kFashion));  // from the dataset-fashion-mnist package
+  const fs::path config = write_config("small.toml", kSmallRun);
+  const fs::path run = work_dir() / "run-small";
+  const Result r = vaelab("train '" + config.string() + "' --out '" + run.string() + "'");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE_THAT(r.out, Contains(run.string()));
+
+  // metrics.jsonl: one line per evaluation, finite, and the train ELBO improved.
+  std::ifstream metrics(run / "metrics.jsonl");
+  std::vector<json> lines;
+  for (std::string line; std::getline(metrics, line);) lines.push_back(json::parse(line));
+  REQUIRE(lines.size() == 2);
+  for (const auto& m : lines) {
+    for (const char* key : {"elbo_train_nats", "elbo_test_nats", "seconds"}) REQUIRE(finite_number(m[key]));
+    REQUIRE(m["epoch"].is_number_integer());
+    REQUIRE(m["images_seen"].is_number_integer());
+  }
+  REQUIRE(lines[0]["epoch"] == 1);
+  REQUIRE(lines[1]["images_seen"] == 1024);
+  REQUIRE(lines[1]["elbo_train_nats"].get<double>() > lines[0]["elbo_train_nats"].get<double>());
+
+  // summary.json: the keys the issue asks for, finite, with exact parameter counts.
+  const json summary = json::parse(slurp(run / "summary.json"));
+  for (const char* key : {"elbo_train_nats", "elbo_test_nats", "generalization_gap_nats", "train_seconds",
+                          "train_images_per_second"}) {
+    INFO(key);
+    REQUIRE(finite_number(summary[key]));
+  }
+  REQUIRE(summary["epochs"] == 2);
+  REQUIRE(summary["images_seen"] == 1024);
+  REQUIRE(summary["train_size"] == 512);
+  // 1024→512→512→2·16 and 16→512→512→1024, weights and biases.
+  const int64_t enc = (1024 * 512 + 512) + (512 * 512 + 512) + (512 * 32 + 32);
+  const int64_t dec = (16 * 512 + 512) + (512 * 512 + 512) + (512 * 1024 + 1024);
+  REQUIRE(summary["params_total"] == enc + dec);
+  REQUIRE(summary["params_latent_adjacent"] == (512 * 32 + 32) + (16 * 512 + 512));
+  REQUIRE(summary["generalization_gap_nats"].get<double>() ==
+          Approx(summary["elbo_train_nats"].get<double>() - summary["elbo_test_nats"].get<double>()));
+
+  REQUIRE(fs::file_size(run / "checkpoints" / "last.safetensors") > 4 * static_cast<uintmax_t>(enc + dec));
+  REQUIRE_THAT(slurp(run / "config.toml"), Contains("hidden = [ 512, 512 ]") && Contains("train_size = 512"));
+  REQUIRE_THAT(slurp(run / "train.log"), Contains("epoch 2: ELBO train"));
+
+  // eval: the checkpoint reproduces the final numbers.
+  const Result e = vaelab("eval '" + run.string() + "' --json");
+  INFO(e.err);
+  REQUIRE(e.code == 0);
+  const json ev = json::parse(e.out);
+  REQUIRE(ev["elbo_test_nats"].get<double>() == Approx(summary["elbo_test_nats"].get<double>()).epsilon(1e-4));
+  REQUIRE(ev["elbo_train_nats"].get<double>() == Approx(summary["elbo_train_nats"].get<double>()).epsilon(1e-4));
+
+  // A second run into the same folder is refused and the first run is untouched.
+  const std::string before = slurp(run / "summary.json");
+  const Result again = vaelab("train '" + config.string() + "' --out '" + run.string() + "'");
+  REQUIRE(again.code != 0);
+  REQUIRE_THAT(again.err, Contains("already holds a run"));
+  REQUIRE(slurp(run / "summary.json") == before);
+}
+
+TEST_CASE("user errors are one line on stderr naming the place, and a non-zero exit", "[e2e]") {
+  const fs::path typo = write_config("typo.toml", "[train]\nepochs = 2\nbatchsize = 3\n");
+  Result r = vaelab("train '" + typo.string() + "'");
+  REQUIRE(r.code != 0);
+  REQUIRE_THAT(r.err, Contains(typo.string() + ":3:1") && Contains("did you mean 'batch_size'?"));
+  REQUIRE(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+
+  const fs::path plugin_typo = write_config("plugin-typo.toml", "[model.config]\nhiden = [8]\n");
+  r = vaelab("train '" + plugin_typo.string() + "'");
+  REQUIRE(r.code != 0);
+  REQUIRE_THAT(r.err, Contains("unknown key 'model.config.hiden'") && Contains("did you mean 'hidden'?"));
+
+  const fs::path good = write_config("good.toml", kSmallRun);
+  r = vaelab("train '" + good.string() + "' --set train.epochs=two");
+  REQUIRE(r.code != 0);
+  REQUIRE_THAT(r.err, Contains("--set train.epochs=two") && Contains("expected an integer"));
+
+  r = vaelab("train '" + good.string() + "' --set model.plugin=vae-mpl");
+  REQUIRE(r.code != 0);
+  REQUIRE_THAT(r.err, Contains("no model plugin named 'vae-mpl'") && Contains("did you mean 'vae-mlp'?"));
+
+  r = vaelab("train '" + (work_dir() / "missing.toml").string() + "'");
+  REQUIRE(r.code != 0);
+  REQUIRE_THAT(r.err, Contains("missing.toml: no such config file"));
+
+  r = vaelab("train '" + good.string() + "' --set data.config.train_images=/nonexistent.gz");
+  REQUIRE(r.code != 0);
+  REQUIRE_THAT(r.err, Contains("/nonexistent.gz"));
+  REQUIRE(r.err.find("terminate") == std::string::npos);
+}
