@@ -224,6 +224,16 @@ void Registry::add_descriptor(const vl_plugin_descriptor* d, const fs::path& fil
     records_.push_back(std::move(record));
     return;
   }
+  // Within one major, every field up to `destroy` has a fixed place: name the plugin even when
+  // it is refused below.
+  if (d->struct_size >= sizeof(vl_plugin_descriptor)) {
+    record.name = d->name != nullptr ? d->name : "";
+    record.kind = d->kind;
+    record.version = d->version != nullptr ? d->version : "";
+    record.description = d->description != nullptr ? d->description : "";
+    record.defaults_toml = d->defaults_toml != nullptr ? d->defaults_toml : "";
+    record.fingerprint = d->build_fingerprint != nullptr ? d->build_fingerprint : "";
+  }
   if (d->abi_minor > VL_ABI_VERSION_MINOR) {
     record.refusal = Refusal::abi_minor_newer;
     record.message = "plugin ABI " + record.abi + " is newer than the host's " +
@@ -239,12 +249,6 @@ void Registry::add_descriptor(const vl_plugin_descriptor* d, const fs::path& fil
     records_.push_back(std::move(record));
     return;
   }
-  record.name = d->name != nullptr ? d->name : "";
-  record.kind = d->kind;
-  record.version = d->version != nullptr ? d->version : "";
-  record.description = d->description != nullptr ? d->description : "";
-  record.defaults_toml = d->defaults_toml != nullptr ? d->defaults_toml : "";
-  record.fingerprint = d->build_fingerprint != nullptr ? d->build_fingerprint : "";
   if (kind_name(d->kind) == "invalid" || record.name.empty() || d->create == nullptr ||
       d->destroy == nullptr) {
     record.refusal = Refusal::not_a_plugin;

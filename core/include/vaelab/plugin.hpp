@@ -157,6 +157,16 @@ struct Thunks {
   }
 };
 
+/// Th::probe when T has a static probe(), else NULL (Th::probe is then never instantiated).
+template <class Th, class T>
+constexpr int32_t (*probe_thunk())(const vl_host*) {
+  if constexpr (HasProbe<T>::value) {
+    return &Th::probe;
+  } else {
+    return nullptr;
+  }
+}
+
 }  // namespace vaelab::sdk
 
 namespace vaelab {
@@ -176,7 +186,7 @@ const vl_plugin_descriptor* describe(const char* name, const char* version,
       version,
       description,
       defaults_toml,
-      sdk::HasProbe<T>::value ? &Th::probe : nullptr,
+      sdk::probe_thunk<Th, T>(),
       &Th::create,
       &Th::destroy,
   };
