@@ -28,9 +28,22 @@ std::string type_name(toml::node_type type) {
   }
 }
 
+std::string format_region(const toml::source_region& region) {
+  if (region.begin.line == 0) return {};
+  const std::string file = region.path ? *region.path : std::string("<config>");
+  return file + ":" + std::to_string(region.begin.line) + ":" +
+         std::to_string(region.begin.column);
+}
+
 // "file:line:col: " or "".
 std::string where(const toml::node& node) {
   const std::string source = source_of(node);
+  return source.empty() ? std::string() : source + ": ";
+}
+
+// The same for a key (its own position, not its value's).
+std::string where(const toml::key& key) {
+  const std::string source = format_region(key.source());
   return source.empty() ? std::string() : source + ": ";
 }
 
@@ -188,13 +201,7 @@ std::string ConfigTable::to_toml() const {
 
 // ---- free functions ---------------------------------------------------------------------------
 
-std::string source_of(const toml::node& node) {
-  const toml::source_region& region = node.source();
-  if (region.begin.line == 0) return {};
-  const std::string file = region.path ? *region.path : std::string("<config>");
-  return file + ":" + std::to_string(region.begin.line) + ":" +
-         std::to_string(region.begin.column);
-}
+std::string source_of(const toml::node& node) { return format_region(node.source()); }
 
 Override parse_override(std::string_view argument) {
   const size_t eq = argument.find('=');
@@ -250,7 +257,7 @@ void validate_against_schema(const toml::table& user, const toml::table& schema,
     const std::string key_path = join_path(path, key.str());
     const toml::node* expected = schema.get(key.str());
     if (expected == nullptr) {
-      throw ConfigError(where(node) + "unknown key '" + key_path + "'" +
+      throw ConfigError(where(key) + "unknown key '" + key_path + "'" +
                         suggestion(key.str(), schema));
     }
     if (!type_compatible(*expected, node)) {
@@ -399,6 +406,10 @@ std::string closest_match(std::string_view word, const std::vector<std::string>&
   std::string best;
   size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
   for (const auto& candidate : candidates) {
+    // A prefix of a known word ("gauss" for "gaussian") is a near miss whatever its length.
+    if (word.size() >= 3 && candidate.size() > word.size() && candidate.compare(0, word.size(), word) == 0) {
+      return candidate;
+    }
     // Levenshtein distance, two rows.
     std::vector<size_t> prev(candidate.size() + 1);
     std::vector<size_t> cur(candidate.size() + 1);

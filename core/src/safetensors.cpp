@@ -87,7 +87,7 @@ NamedTensors load_safetensors(const std::filesystem::path& file,
   try {
     header = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
-    throw Error(where + "byte " + std::to_string(8 + e.byte) + ": header is not JSON");
+    throw Error(where + "byte " + std::to_string(8 + (e.byte > 0 ? e.byte - 1 : 0)) + ": header is not JSON");
   }
   if (!header.is_object()) throw Error(where + "byte 8: header is not a JSON object");
   const uint64_t data_start = 8 + header_size;

@@ -40,7 +40,7 @@ TEST_CASE("an unknown key names file:line:col and suggests the closest key", "[c
   const fs::path file = write_file("unknown.toml", "[train]\nepochs = 3\nepoch = 5\n");
   const toml::table user = vaelab::read_toml_file(file);
   REQUIRE_THROWS_WITH(vaelab::validate_against_schema(user, schema(), ""),
-                      Contains(file.string() + ":3:1") && Contains("unknown key 'train.epoch'") &&
+                      Contains(file.string() + ":3:1:") && Contains("unknown key 'train.epoch'") &&
                           Contains("did you mean 'epochs'?"));
 }
 
@@ -88,7 +88,7 @@ TEST_CASE("merge keeps defaults and puts the user's values on top", "[config]") 
   REQUIRE(merged["model"]["plugin"].value<std::string>() == "vae-mlp");
 }
 
-TEST_CASE("--set overrides are typed by the key's default", "[config]") {
+TEST_CASE("overrides given with --set are typed by the key's default", "[config]") {
   toml::table t = vaelab::merge_tables(schema(), toml::table{});
   vaelab::apply_override(t, schema(), vaelab::parse_override("train.epochs=5"));
   vaelab::apply_override(t, schema(), vaelab::parse_override("train.lr=3e-4"));

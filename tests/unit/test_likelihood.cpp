@@ -6,7 +6,7 @@
 
 #include <vaelab/likelihood.hpp>
 #include <vaelab/metrics/elbo.hpp>
-include <vaelab/model.hpp>
+#include <vaelab/model.hpp>
 #include <vaelab/torch_shim.hpp>
 
 namespace {
