@@ -11,10 +11,12 @@
 namespace vaelab::plugins {
 namespace {
 
-// `vaelab bench threads` on the 2-core development machines: 2 intra-op threads with 2 BLAS
-// threads was fastest for the paper's MLP (see README, "Threads"); beyond the core count
-// OpenMP and OpenBLAS threads only oversubscribe each other.
-constexpr int kMeasuredMaxDefaultThreads = 2;
+// Measured with `vaelab bench threads examples/fmnist-mlp.toml` on the 2-core development
+// machines (README, "Threads"): the MLP's time is in matrix products, which OpenBLAS runs in its
+// own threads; OpenMP intra-op threads spinning beside them halve the throughput (2 × 2 ran at
+// 0.45× of 1 × 1, while 1 intra-op × 2 BLAS threads ran at 1.3–1.5×). So by default: one
+// intra-op thread, and every available CPU for BLAS.
+constexpr int kMeasuredDefaultIntraOpThreads = 1;
 
 /// y = act(x Wᵀ + b) with ATen's linear.
 class DenseLayer final : public Layer {
@@ -40,8 +42,8 @@ TorchCpuBackend::TorchCpuBackend(const ConfigTable& config) {
   const auto threads = static_cast<int>(config.get_int_in("threads", 0, 4096));
   const auto blas = static_cast<int>(config.get_int_in("blas_threads", 0, 4096));
   interop_threads_ = static_cast<int>(config.get_int_in("interop_threads", 1, 4096));
-  threads_ = threads > 0 ? threads : std::min(cpus, kMeasuredMaxDefaultThreads);
-  blas_threads_ = blas > 0 ? blas : threads_;
+  threads_ = threads > 0 ? threads : kMeasuredDefaultIntraOpThreads;
+  blas_threads_ = blas > 0 ? blas : cpus;
 }
 
 void TorchCpuBackend::apply_threads() {

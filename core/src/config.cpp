@@ -193,13 +193,18 @@ ConfigTable ConfigTable::sub(std::string_view key) const {
                     type_name(node->type()));
 }
 
-std::string ConfigTable::to_toml() const {
-  std::ostringstream out;
-  out << toml::toml_formatter(table_);
-  return out.str();
-}
+std::string ConfigTable::to_toml() const { return format_toml(table_); }
 
 // ---- free functions ---------------------------------------------------------------------------
+
+std::string format_toml(const toml::table& table) {
+  constexpr auto flags =
+      (toml::toml_formatter::default_flags | toml::format_flags::relaxed_float_precision) &
+      ~toml::format_flags::indent_sub_tables;
+  std::ostringstream out;
+  out << toml::toml_formatter(table, flags);
+  return out.str();
+}
 
 std::string source_of(const toml::node& node) { return format_region(node.source()); }
 

@@ -218,7 +218,7 @@ std::string RunConfig::plugin_config(std::string_view section_name) const {
 std::string RunConfig::to_toml() const {
   std::ostringstream out;
   out << "# Resolved by vaelab " << VAELAB_VERSION << ": defaults merged, overrides applied.\n"
-      << toml::toml_formatter(table_) << "\n";
+      << format_toml(table_) << "\n";
   return out.str();
 }
 

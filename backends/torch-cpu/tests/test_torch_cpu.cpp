@@ -29,12 +29,15 @@ TEST_CASE("torch-cpu applies its thread settings", "[torch-cpu]") {
   auto two = registry().create<vaelab::Backend>("torch-cpu", "threads = 2\nblas_threads = 0\ninterop_threads = 1\n");
   two->apply_threads();
   REQUIRE(at::get_num_threads() == 2);
-  if (vaelab::blas_threads() > 0) REQUIRE(vaelab::blas_threads() == 2);  // 0 = same as threads
+  if (vaelab::blas_threads() > 0) REQUIRE(vaelab::blas_threads() == vaelab::available_cpus());
 }
 
-TEST_CASE("torch-cpu's default thread count is the measured one, capped by the CPUs", "[torch-cpu]") {
+TEST_CASE("torch-cpu's defaults are the measured ones: 1 intra-op thread, BLAS on every CPU", "[torch-cpu]") {
   auto cpu = registry().create<vaelab::Backend>("torch-cpu", "threads = 0\nblas_threads = 0\ninterop_threads = 1\n");
-  REQUIRE(cpu->threads() == std::min(2, vaelab::available_cpus()));
+  cpu->apply_threads();
+  REQUIRE(cpu->threads() == 1);
+  REQUIRE(at::get_num_threads() == 1);
+  if (vaelab::blas_threads() > 0) REQUIRE(vaelab::blas_threads() == vaelab::available_cpus());
 }
 
 TEST_CASE("torch-cpu dense layers compute act(x Wᵀ + b)", "[torch-cpu]") {

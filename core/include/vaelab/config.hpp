@@ -82,6 +82,9 @@ void apply_override(toml::table& target, const toml::table& schema, const Overri
 /// The closest of `candidates` to `word` (edit distance), or "" when none is close.
 std::string closest_match(std::string_view word, const std::vector<std::string>& candidates);
 
+/// TOML text of a table: floats at their shortest round-trip precision, sub-tables not indented.
+std::string format_toml(const toml::table& table);
+
 /// Where a node came from, "file:line:col", or "" when unknown.
 std::string source_of(const toml::node& node);
 
