@@ -11,6 +11,7 @@
 
 #include <vaelab/build_info.h>
 #include <vaelab/error.hpp>
+#include <vaelab/log_levels.hpp>
 
 namespace vaelab {
 namespace {
@@ -24,32 +25,8 @@ std::shared_ptr<spdlog::logger> make_host_logger() {
   return made;
 }
 
-vl_log_level to_vl_level(spdlog::level::level_enum level) {
-  switch (level) {
-    case spdlog::level::trace: return VL_LOG_LEVEL_TRACE;
-    case spdlog::level::debug: return VL_LOG_LEVEL_DEBUG;
-    case spdlog::level::info: return VL_LOG_LEVEL_INFO;
-    case spdlog::level::warn: return VL_LOG_LEVEL_WARN;
-    case spdlog::level::err: return VL_LOG_LEVEL_ERROR;
-    case spdlog::level::critical: return VL_LOG_LEVEL_CRITICAL;
-    default: return VL_LOG_LEVEL_OFF;
-  }
-}
-
-spdlog::level::level_enum to_spdlog(vl_log_level level) {
-  switch (level) {
-    case VL_LOG_LEVEL_TRACE: return spdlog::level::trace;
-    case VL_LOG_LEVEL_DEBUG: return spdlog::level::debug;
-    case VL_LOG_LEVEL_INFO: return spdlog::level::info;
-    case VL_LOG_LEVEL_WARN: return spdlog::level::warn;
-    case VL_LOG_LEVEL_ERROR: return spdlog::level::err;
-    case VL_LOG_LEVEL_CRITICAL: return spdlog::level::critical;
-    default: return spdlog::level::off;
-  }
-}
-
 void host_log(void* /*context*/, vl_log_level level, const char* plugin, const char* message) {
-  logger().log(to_spdlog(level), "[{}] {}", plugin != nullptr ? plugin : "plugin",
+  logger().log(to_spdlog_level(level), "[{}] {}", plugin != nullptr ? plugin : "plugin",
                message != nullptr ? message : "");
 }
 

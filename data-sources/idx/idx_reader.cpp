@@ -20,22 +20,9 @@ constexpr size_t kChunkBytes = size_t{4} << 20;
 // How many bytes past the declared end are looked at to report trailing data.
 constexpr size_t kTrailingProbeBytes = 4096;
 
-[[noreturn]] void fail(const std::string& path, uint64_t offset, const std::string& message) {
-  throw Error(path + ": byte " + std::to_string(offset) + ": " + message);
-}
-
 std::string hex(uint64_t value, int digits) {
   char text[32];
   std::snprintf(text, sizeof text, "0x%0*llx", digits, static_cast<unsigned long long>(value));
-  return text;
-}
-
-std::string join_dims(const std::vector<int64_t>& dims) {
-  std::string text;
-  for (size_t i = 0; i < dims.size(); ++i) {
-    if (i > 0) text += "x";
-    text += std::to_string(dims[i]);
-  }
   return text;
 }
 
@@ -80,10 +67,10 @@ class ByteStream {
           int code = Z_OK;
           std::string message = gzerror(gz_, &code);
           if (code == Z_ERRNO) message = std::strerror(errno);
-          // zlib prefixes its message with the path, which fail() already gives.
+          // zlib prefixes its message with the path, which fail_at() already gives.
           const std::string prefix = path_ + ": ";
           if (message.compare(0, prefix.size(), prefix) == 0) message.erase(0, prefix.size());
-          fail(path_, offset_bytes_ + total, "cannot decompress gzip data: " + message);
+          fail_at(path_, offset_bytes_ + total, "cannot decompress gzip data: " + message);
         }
         got = static_cast<size_t>(n);
         if (got < want) {
@@ -95,7 +82,7 @@ class ByteStream {
       } else {
         got = std::fread(out + total, 1, want, file_);
         if (got < want && std::ferror(file_) != 0) {
-          fail(path_, offset_bytes_ + total + got, std::string("read error: ") + std::strerror(errno));
+          fail_at(path_, offset_bytes_ + total + got, std::string("read error: ") + std::strerror(errno));
         }
       }
       total += got;
@@ -138,23 +125,23 @@ IdxArray read_idx(const std::string& path, uint64_t max_bytes, std::string_view 
   uint8_t magic[4];
   const size_t magic_got = in.read(magic, sizeof magic);
   if (magic_got < sizeof magic) {
-    fail(path, 0, "file ends after " + std::to_string(magic_got) + " of 4 header bytes" +
+    fail_at(path, 0, "file ends after " + std::to_string(magic_got) + " of 4 header bytes" +
                       in.end_note());
   }
   const uint32_t magic_value = (uint32_t{magic[0]} << 24) | (uint32_t{magic[1]} << 16) |
                                (uint32_t{magic[2]} << 8) | uint32_t{magic[3]};
   if (magic[0] != 0 || magic[1] != 0) {
-    fail(path, 0, "bad magic " + hex(magic_value, 8) +
+    fail_at(path, 0, "bad magic " + hex(magic_value, 8) +
                       ": expected an IDX file, which starts with two zero bytes, a data type byte "
                       "and a dimension count (e.g. 0x00000803)");
   }
   if (magic[2] != kUnsignedByteType) {
-    fail(path, 2, "data type " + hex(magic[2], 2) + " (" + idx_type_name(magic[2]) +
+    fail_at(path, 2, "data type " + hex(magic[2], 2) + " (" + idx_type_name(magic[2]) +
                       ") is not supported; only 0x08 (unsigned byte) is");
   }
   const int dim_count = magic[3];
   if (dim_count < 1 || dim_count > kMaxDims) {
-    fail(path, 3, std::to_string(dim_count) + " dimensions; expected 1 to " +
+    fail_at(path, 3, std::to_string(dim_count) + " dimensions; expected 1 to " +
                       std::to_string(kMaxDims));
   }
 
@@ -162,7 +149,7 @@ IdxArray read_idx(const std::string& path, uint64_t max_bytes, std::string_view 
   const size_t dim_bytes_wanted = 4 * static_cast<size_t>(dim_count);
   const size_t dim_bytes_got = in.read(dim_bytes, dim_bytes_wanted);
   if (dim_bytes_got < dim_bytes_wanted) {
-    fail(path, 4, "file ends after " + std::to_string(dim_bytes_got) + " of " +
+    fail_at(path, 4, "file ends after " + std::to_string(dim_bytes_got) + " of " +
                       std::to_string(dim_bytes_wanted) + " dimension bytes" + in.end_note());
   }
 
@@ -174,18 +161,18 @@ IdxArray read_idx(const std::string& path, uint64_t max_bytes, std::string_view 
     const uint8_t* b = dim_bytes + 4 * i;
     const uint32_t dim = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) |
                          (uint32_t{b[2]} << 8) | uint32_t{b[3]};
-    if (dim == 0) fail(path, 4 + 4 * static_cast<uint64_t>(i), "dimension " + std::to_string(i) + " is 0");
+    if (dim == 0) fail_at(path, 4 + 4 * static_cast<uint64_t>(i), "dimension " + std::to_string(i) + " is 0");
     array.dims[static_cast<size_t>(i)] = dim;
     if (declared_bytes > std::numeric_limits<uint64_t>::max() / dim) overflow = true;
     if (!overflow) declared_bytes *= dim;
   }
   if (overflow) {
-    fail(path, 4, "dimensions " + join_dims(array.dims) + " declare more than 2^64 " +
+    fail_at(path, 4, "dimensions " + join_dims(array.dims) + " declare more than 2^64 " +
                       std::string(content) + " bytes (max_bytes is " + std::to_string(max_bytes) +
                       ")");
   }
   if (declared_bytes > max_bytes) {
-    fail(path, 4, "dimensions " + join_dims(array.dims) + " declare " +
+    fail_at(path, 4, "dimensions " + join_dims(array.dims) + " declare " +
                       std::to_string(declared_bytes) + " " + std::string(content) +
                       " bytes, more than max_bytes = " + std::to_string(max_bytes));
   }
@@ -200,7 +187,7 @@ IdxArray read_idx(const std::string& path, uint64_t max_bytes, std::string_view 
     const size_t got = in.read(array.data.data() + have, want);
     have += got;
     if (got < want) {
-      fail(path, data_offset, "file ends after " + std::to_string(have) + " of " +
+      fail_at(path, data_offset, "file ends after " + std::to_string(have) + " of " +
                                   std::to_string(declared) + " " + std::string(content) + " bytes" +
                                   in.end_note());
     }
@@ -209,7 +196,7 @@ IdxArray read_idx(const std::string& path, uint64_t max_bytes, std::string_view 
   uint8_t probe[kTrailingProbeBytes];
   const size_t trailing = in.read(probe, sizeof probe);
   if (trailing > 0) {
-    fail(path, data_offset + declared,
+    fail_at(path, data_offset + declared,
          (trailing < sizeof probe ? std::to_string(trailing) : "at least " + std::to_string(trailing)) +
              " trailing bytes after the declared " + std::to_string(declared) + " " +
              std::string(content) + " bytes (dimensions " + join_dims(array.dims) + ")");
@@ -240,6 +227,19 @@ FileDigest digest_file(const std::string& path) {
   std::snprintf(text, sizeof text, "%08lx", static_cast<unsigned long>(crc & 0xffffffffUL));
   digest.crc32 = text;
   return digest;
+}
+
+void fail_at(const std::string& path, uint64_t offset, const std::string& message) {
+  throw Error(path + ": byte " + std::to_string(offset) + ": " + message);
+}
+
+std::string join_dims(const std::vector<int64_t>& dims) {
+  std::string text;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i > 0) text += "x";
+    text += std::to_string(dims[i]);
+  }
+  return text;
 }
 
 }  // namespace vaelab::plugins

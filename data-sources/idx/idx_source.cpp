@@ -24,19 +24,6 @@ std::string required_string(const ConfigTable& config, std::string_view key) {
   return value;
 }
 
-std::string join_dims(const std::vector<int64_t>& dims) {
-  std::string text;
-  for (size_t i = 0; i < dims.size(); ++i) {
-    if (i > 0) text += "x";
-    text += std::to_string(dims[i]);
-  }
-  return text;
-}
-
-[[noreturn]] void fail(const std::string& path, uint64_t offset, const std::string& message) {
-  throw Error(path + ": byte " + std::to_string(offset) + ": " + message);
-}
-
 }  // namespace
 
 IdxSource::IdxSource(const ConfigTable& config)
@@ -54,18 +41,18 @@ ImageSet IdxSource::read_split(const std::string& images_path, const std::string
                                const char* split) const {
   IdxArray images = read_idx(images_path, max_bytes_, "image");
   if (images.dims.size() != 3) {
-    fail(images_path, kDimCountOffset,
+    fail_at(images_path, kDimCountOffset,
          std::string(split) + " images must have 3 dimensions (count x height x width), found " +
              std::to_string(images.dims.size()) + " (" + join_dims(images.dims) + ")");
   }
   const IdxArray labels = read_idx(labels_path, max_bytes_, "label");
   if (labels.dims.size() != 1) {
-    fail(labels_path, kDimCountOffset,
+    fail_at(labels_path, kDimCountOffset,
          std::string(split) + " labels must have 1 dimension (count), found " +
              std::to_string(labels.dims.size()) + " (" + join_dims(labels.dims) + ")");
   }
   if (labels.dims[0] != images.dims[0]) {
-    fail(labels_path, kFirstDimOffset,
+    fail_at(labels_path, kFirstDimOffset,
          "holds " + std::to_string(labels.dims[0]) + " " + split + " labels but " + images_path +
              " holds " + std::to_string(images.dims[0]) + " " + split +
              " images; there must be one label per image");
@@ -80,7 +67,7 @@ ImageSet IdxSource::read_split(const std::string& images_path, const std::string
   for (size_t i = 0; i < labels.data.size(); ++i) {
     const int64_t label = labels.data[i];
     if (label >= num_classes_) {
-      fail(labels_path, labels.data_offset_bytes() + i,
+      fail_at(labels_path, labels.data_offset_bytes() + i,
            "label " + std::to_string(label) + " of " + split + " image " + std::to_string(i) +
                " is not below num_classes = " + std::to_string(num_classes_));
     }
@@ -100,7 +87,7 @@ Dataset IdxSource::open() {
   const ImageSet& test = dataset.test;
   if (test.height != train.height || test.width != train.width) {
     // Byte 8 is the height field of an idx3 header.
-    fail(test_images_, kFirstDimOffset + 4,
+    fail_at(test_images_, kFirstDimOffset + 4,
          "test images are " + std::to_string(test.height) + "x" + std::to_string(test.width) +
              " but the train images in " + train_images_ + " are " +
              std::to_string(train.height) + "x" + std::to_string(train.width));
