@@ -58,9 +58,14 @@ int main(int argc, char** argv) {
 
   std::string eval_dir;
   bool eval_json = false;
+  std::vector<std::string> eval_metrics = {"elbo"};
   CLI::App* eval = app.add_subcommand("eval", "Re-evaluate a finished run from its checkpoint");
   eval->add_option("run_dir", eval_dir, "run folder")->required();
-  eval->add_flag("--json", eval_json, "print JSON");
+  eval->add_option("--metrics", eval_metrics,
+                   "comma-separated: elbo, iwae, amortization, robustness, probe")
+      ->delimiter(',')
+      ->capture_default_str();
+  eval->add_flag("--json", eval_json, "print one JSON object");
 
   std::string bench_config;
   std::vector<std::string> bench_sets;
@@ -89,13 +94,11 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (eval->parsed()) {
-      const nlohmann::json result = vaelab::eval_run(eval_dir);
+      const nlohmann::json result = vaelab::eval_run(eval_dir, eval_metrics);
       if (eval_json) {
         std::cout << result.dump(2) << "\n";
       } else {
-        std::cout << "ELBO train " << result["elbo_train_nats"].get<double>() << " nats, test "
-                  << result["elbo_test_nats"].get<double>() << " nats, generalization gap "
-                  << result["generalization_gap_nats"].get<double>() << " nats\n";
+        for (const auto& [key, value] : result.items()) std::cout << key << " = " << value << "\n";
       }
       return 0;
     }

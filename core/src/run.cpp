@@ -82,6 +82,7 @@ Session open_session(const RunConfig& config) {
   select_subset(s.dataset.test, data_cfg.get_int_in("test_size", 0, INT64_MAX), subset_seed + 1);
   s.train = to_float_images(s.dataset.train, binarize);
   s.test = to_float_images(s.dataset.test, binarize);
+  s.test_labels = s.dataset.test.labels;
   const int64_t train_subset = eval_cfg.get_int_in("train_subset", 0, INT64_MAX);
   if (train_subset > 0 && train_subset < s.dataset.train.count) {
     ImageSet subset = s.dataset.train;
@@ -122,19 +123,22 @@ Session open_session(const RunConfig& config) {
   return s;
 }
 
+EvalData eval_data(const Session& s) { return EvalData{s.train_eval, s.test, s.test_labels}; }
+
 namespace {
 
 TrainOptions train_options(const RunConfig& config) {
   const ConfigTable train = config.section("train");
-  const ConfigTable eval = config.section("eval");
   TrainOptions o;
   o.epochs = train.get_int_in("epochs", 1, 1000000);
   o.lr = train.get_double("lr");
-  o.seed = static_cast<uint64_t>(train.get_int("seed"));
-  o.eval_every_epochs = eval.get_int_in("every_epochs", 1, 1000000);
-  o.elbo_samples = eval.get_int_in("elbo_samples", 1, 100000);
-  o.eval_batch_size = eval.get_int_in("batch_size", 1, 1000000);
+  o.eval_every_epochs = config.section("eval").get_int_in("every_epochs", 1, 1000000);
   return o;
+}
+
+Evaluator make_evaluator(const RunConfig& config, Session& s) {
+  return Evaluator(*s.model, *s.likelihood, s.backend->device(), config.section("eval"),
+                   static_cast<uint64_t>(config.section("train").get_int("seed")));
 }
 
 fs::path default_run_dir(const fs::path& config_file) {
@@ -231,7 +235,9 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
   const int64_t batch_size = train_cfg.get_int_in("batch_size", 1, 1 << 20);
 
   Session s = open_session(config);
-  auto stream = make_training_stream(regime, s.train, batch_size, options.seed);
+  const auto seed = static_cast<uint64_t>(train_cfg.get_int("seed"));
+  auto stream = make_training_stream(regime, s.train, batch_size, seed);
+  const Evaluator evaluator = make_evaluator(config, s);
 
   // Only now, with everything checked, the run folder is made.
   const fs::path dir = out_dir.empty() ? default_run_dir(config_file) : out_dir;
@@ -245,17 +251,18 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
   Trainer trainer(*s.model, *s.likelihood, *s.backend, options);
   TrainResult r;
   try {
-    r = trainer.fit(*stream, EvalSets{s.train_eval, s.test}, store);
+    r = trainer.fit(*stream, evaluator, eval_data(s), store);
   } catch (...) {
     remove_log_files();
     throw;
   }
 
-  const double dims = static_cast<double>(s.dataset.train.image_bytes());
-  nlohmann::json summary = {
-      {"elbo_train_nats", r.elbo_train_nats},
-      {"elbo_test_nats", r.elbo_test_nats},
-      {"generalization_gap_nats", r.elbo_train_nats - r.elbo_test_nats},
+  // The last evaluation's metrics, then what describes the run.
+  nlohmann::json summary = r.last_eval;
+  for (const char* per_point : {"epoch", "seconds", "train_seconds", "images_seen", "regime"}) {
+    summary.erase(per_point);
+  }
+  summary.update({
       {"elbo_trained_on_nats", r.elbo_trained_on_nats},
       {"params_total", s.params_total},
       {"params_latent_adjacent", s.params_latent_adjacent},
@@ -275,47 +282,28 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
       {"threads", s.backend->threads()},
       {"vaelab_version", VAELAB_VERSION},
       {"torch_version", shim::torch_version()},
-  };
-  // A code length only where the likelihood is a probability mass on the data's values.
-  if (s.likelihood->discrete()) {
-    summary["bits_per_dim_train"] = -r.elbo_train_nats / (dims * std::log(2.0));
-    summary["bits_per_dim_test"] = -r.elbo_test_nats / (dims * std::log(2.0));
-  }
+  });
   store.write_summary(summary);
   logger().info("done: ELBO train {:.2f}, test {:.2f} nats; {:.0f} images/s; results in {}",
-                r.elbo_train_nats, r.elbo_test_nats,
+                summary["elbo_train_nats"].get<double>(), summary["elbo_test_nats"].get<double>(),
                 summary["train_images_per_second"].get<double>(), dir.string());
   remove_log_files();
   return dir;
 }
 
-nlohmann::json eval_run(const fs::path& run_dir) {
+nlohmann::json eval_run(const fs::path& run_dir, const std::vector<std::string>& metrics) {
+  check_metric_names(metrics);
   const RunStore store = RunStore::open(run_dir);
   const RunConfig config = RunConfig::load(store.config_path(), {});
-  const TrainOptions options = train_options(config);
   Session s = open_session(config);
   const fs::path checkpoint = store.checkpoint_path("last");
   if (!fs::exists(checkpoint)) throw Error(checkpoint.string() + ": no checkpoint to evaluate");
   load_module_state(s.model->module(), load_safetensors(checkpoint), checkpoint.string());
-
-  const torch::Device device = s.backend->device();
-  const ElboSummary train = evaluate_elbo(*s.model, *s.likelihood, s.train_eval,
-                                          options.elbo_samples, options.eval_batch_size,
-                                          options.seed + 1, device);
-  const ElboSummary test = evaluate_elbo(*s.model, *s.likelihood, s.test, options.elbo_samples,
-                                         options.eval_batch_size, options.seed + 2, device);
-  return {
-      {"run", run_dir.string()},
-      {"elbo_train_nats", train.elbo_nats},
-      {"elbo_test_nats", test.elbo_nats},
-      {"generalization_gap_nats", train.elbo_nats - test.elbo_nats},
-      {"log_likelihood_test_nats", test.log_likelihood_nats},
-      {"kl_test_nats", test.kl_nats},
-      {"train_images", train.images},
-      {"test_images", test.images},
-      {"params_total", s.params_total},
-      {"params_latent_adjacent", s.params_latent_adjacent},
-  };
+  nlohmann::json out = make_evaluator(config, s).run(metrics, eval_data(s));
+  out["run"] = run_dir.string();
+  out["params_total"] = s.params_total;
+  out["params_latent_adjacent"] = s.params_latent_adjacent;
+  return out;
 }
 
 }  // namespace vaelab

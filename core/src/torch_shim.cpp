@@ -10,11 +10,15 @@ at::Generator make_cpu_generator(uint64_t seed) {
   return at::detail::createCPUGenerator(seed);
 }
 
+torch::Tensor randn(at::IntArrayRef shape, const torch::TensorOptions& options,
+                    at::Generator* generator) {
+  if (generator == nullptr) return torch::randn(shape, options);
+  torch::Tensor noise = at::randn(shape, *generator, options.device(torch::kCPU));
+  return options.device().is_cpu() ? noise : noise.to(options.device());
+}
+
 torch::Tensor randn_like(const torch::Tensor& like, at::Generator* generator) {
-  if (generator == nullptr) return torch::randn_like(like);
-  torch::Tensor noise =
-      at::randn(like.sizes(), *generator, torch::TensorOptions().dtype(like.scalar_type()));
-  return like.device().is_cpu() ? noise : noise.to(like.device());
+  return randn(like.sizes(), like.options(), generator);
 }
 
 torch::Tensor randperm(int64_t n, at::Generator& generator) {

@@ -9,47 +9,8 @@
 #include <vaelab/model.hpp>
 #include <vaelab/torch_shim.hpp>
 
-namespace {
+#include "linear_gaussian.hpp"
 
-/// A linear-Gaussian "VAE" with an exact posterior: x = W z + b + σ ε with orthogonal columns
-/// of W, so q(z|x) = N(Σ Wᵀ(x − b)/σ², Σ) is diagonal and exact, and log p(x) is closed-form.
-class LinearGaussian final : public vaelab::Model {
- public:
-  LinearGaussian(torch::Tensor w, torch::Tensor b, double sigma) : w_(w), b_(b), sigma_(sigma) {
-    const torch::Tensor wtw = (w_ * w_).sum(0);  // diagonal of WᵀW
-    var_ = 1.0 / (1.0 + wtw / (sigma_ * sigma_));
-  }
-  void build(const vaelab::ModelSpec&, vaelab::Backend&) override {}
-  vaelab::Posterior encode(const torch::Tensor& x) override {
-    const torch::Tensor flat = x.flatten(1) - b_;
-    const torch::Tensor mean = var_ * flat.matmul(w_) / (sigma_ * sigma_);
-    return {mean, var_.log().expand_as(mean)};
-  }
-  torch::Tensor decode(const torch::Tensor& z) override {
-    return (z.matmul(w_.t()) + b_).view({z.size(0), 1, 1, w_.size(0)});
-  }
-  torch::nn::Module& module() override { return module_; }
-  std::vector<std::string> latent_adjacent_parameters() const override { return {}; }
-  std::vector<int64_t> latent_shape() const override { return {w_.size(1)}; }
-
-  /// log N(x; b, W Wᵀ + σ² I), exactly.
-  torch::Tensor log_marginal(const torch::Tensor& x) const {
-    const int64_t d = w_.size(0);
-    const torch::Tensor cov = w_.matmul(w_.t()) + sigma_ * sigma_ * torch::eye(d, torch::kFloat64);
-    const torch::Tensor diff = x.flatten(1) - b_;
-    const torch::Tensor solved = torch::linalg_solve(cov, diff.t()).t();
-    const torch::Tensor maha = (diff * solved).sum(1);
-    const double logdet = torch::logdet(cov).item<double>();
-    return -0.5 * (maha + logdet + static_cast<double>(d) * std::log(2 * M_PI));
-  }
-
- private:
-  torch::Tensor w_, b_, var_;
-  double sigma_;
-  torch::nn::Module module_;
-};
-
-}  // namespace
 
 TEST_CASE("Bernoulli is normalized over {0, 1} for every logit", "[likelihood]") {
   vaelab::BernoulliLikelihood lik;
@@ -105,7 +66,7 @@ TEST_CASE("the ELBO of a linear-Gaussian model with its exact posterior is log p
   const torch::Tensor w = q * torch::tensor({2.0, 0.7, 0.3}, torch::kFloat64);
   const torch::Tensor b = torch::randn({6}, torch::kFloat64) * 0.1;
   const double sigma = 0.5;
-  LinearGaussian model(w, b, sigma);
+  vaelab::testing::LinearGaussian model(w, b, sigma);
   vaelab::GaussianLikelihood lik(sigma);
   const torch::Tensor x = (torch::randn({5, 3}, torch::kFloat64).matmul(w.t()) + b +
                            sigma * torch::randn({5, 6}, torch::kFloat64)).view({5, 1, 1, 6});
@@ -115,22 +76,7 @@ TEST_CASE("the ELBO of a linear-Gaussian model with its exact posterior is log p
   REQUIRE(torch::allclose(terms.elbo, exact, 0, 0.05));
 
   // A worse posterior (shifted mean) gives a strictly lower ELBO: the bound is not an identity.
-  class Shifted final : public vaelab::Model {
-   public:
-    explicit Shifted(LinearGaussian& m) : m_(m) {}
-    void build(const vaelab::ModelSpec&, vaelab::Backend&) override {}
-    vaelab::Posterior encode(const torch::Tensor& x) override {
-      auto p = m_.encode(x);
-      return {p.mean + 0.5, p.log_var};
-    }
-    torch::Tensor decode(const torch::Tensor& z) override { return m_.decode(z); }
-    torch::nn::Module& module() override { return m_.module(); }
-    std::vector<std::string> latent_adjacent_parameters() const override { return {}; }
-    std::vector<int64_t> latent_shape() const override { return m_.latent_shape(); }
-
-   private:
-    LinearGaussian& m_;
-  } shifted(model);
+  vaelab::testing::ShiftedEncoder shifted(model, 0.5);
   const vaelab::ElboTerms worse = vaelab::elbo_terms(shifted, lik, x, 20000, &gen);
   REQUIRE((worse.elbo < exact - 0.1).all().item<bool>());
 }

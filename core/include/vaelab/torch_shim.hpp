@@ -15,6 +15,10 @@ at::Generator make_cpu_generator(uint64_t seed);
 /// same seed gives the same numbers on every backend) and moved to like's device.
 torch::Tensor randn_like(const torch::Tensor& like, at::Generator* generator);
 
+/// Standard normal noise of `shape`, drawn like randn_like().
+torch::Tensor randn(at::IntArrayRef shape, const torch::TensorOptions& options,
+                    at::Generator* generator);
+
 /// A random permutation of 0..n-1 drawn from `generator` (CPU, int64).
 torch::Tensor randperm(int64_t n, at::Generator& generator);
 

@@ -50,7 +50,9 @@ std::filesystem::path train_run(const std::filesystem::path& config_file,
                                 const std::filesystem::path& out_dir);
 
 /// `vaelab eval`: rebuilds the model of a finished run from its config.toml and
-/// checkpoints/last.safetensors and evaluates it again. Returns the numbers as JSON.
-nlohmann::json eval_run(const std::filesystem::path& run_dir);
+/// checkpoints/last.safetensors and runs the named metrics (metric_names()) with the run's [eval]
+/// settings. Returns the numbers as JSON, under summary.json's keys.
+nlohmann::json eval_run(const std::filesystem::path& run_dir,
+                        const std::vector<std::string>& metrics);
 
 }  // namespace vaelab

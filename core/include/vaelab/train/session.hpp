@@ -8,6 +8,7 @@
 #include <vaelab/backend.hpp>
 #include <vaelab/data_source.hpp>
 #include <vaelab/likelihood.hpp>
+#include <vaelab/metrics/evaluator.hpp>
 #include <vaelab/model.hpp>
 #include <vaelab/registry.hpp>
 #include <vaelab/train/run.hpp>
@@ -26,10 +27,14 @@ struct Session {
   torch::Tensor train;       ///< the training split (or its subset), preprocessed, CPU
   torch::Tensor train_eval;  ///< what the train ELBO is measured on
   torch::Tensor test;
+  std::vector<int64_t> test_labels;  ///< -1 where unlabelled
   int64_t params_total = 0;
   int64_t params_latent_adjacent = 0;  ///< |Θ_z|
 };
 
 Session open_session(const RunConfig& config);
+
+/// What an evaluation point measures in this session.
+EvalData eval_data(const Session& session);
 
 }  // namespace vaelab

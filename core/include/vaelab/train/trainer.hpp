@@ -5,8 +5,11 @@
 
 #include <torch/types.h>
 
+#include <nlohmann/json.hpp>
+
 #include <vaelab/backend.hpp>
 #include <vaelab/likelihood.hpp>
+#include <vaelab/metrics/evaluator.hpp>
 #include <vaelab/model.hpp>
 #include <vaelab/train/training_stream.hpp>
 
@@ -14,21 +17,11 @@ namespace vaelab {
 
 class RunStore;
 
-/// [train] and [eval] settings the trainer uses.
+/// The [train] settings the trainer uses, and how often it evaluates.
 struct TrainOptions {
   int64_t epochs = 1;
   double lr = 1e-3;
-  uint64_t seed = 0;
   int64_t eval_every_epochs = 1;  ///< also evaluated after the last epoch
-  int64_t elbo_samples = 1;
-  int64_t eval_batch_size = 1000;
-};
-
-/// The sets an evaluation point measures: the real training set (or its fixed subset) and the
-/// test set, float [N, C, H, W] on the CPU.
-struct EvalSets {
-  torch::Tensor train;
-  torch::Tensor test;
 };
 
 struct TrainResult {
@@ -36,17 +29,18 @@ struct TrainResult {
   int64_t images_seen = 0;
   double train_seconds = 0;  ///< optimizer steps only, evaluation excluded
   double eval_seconds = 0;
-  double elbo_train_nats = 0;
-  double elbo_test_nats = 0;
   double elbo_trained_on_nats = 0;  ///< mean over the last epoch's batches, in training mode
+  nlohmann::json last_eval;         ///< the metrics of the last evaluation point
 };
 
-/// Adam on −ELBO over effective epochs, with evaluation points written to the run store's
-/// metrics.jsonl and the weights to checkpoints/last.safetensors at each one.
+/// Adam on −ELBO over effective epochs. At each evaluation point the evaluator's metrics are
+/// appended to the run store's metrics.jsonl and the weights written to
+/// checkpoints/last.safetensors.
 class Trainer {
  public:
   Trainer(Model& model, const Likelihood& likelihood, Backend& backend, TrainOptions options);
-  TrainResult fit(TrainingStream& stream, const EvalSets& eval, RunStore& store);
+  TrainResult fit(TrainingStream& stream, const Evaluator& evaluator, const EvalData& eval,
+                  RunStore& store);
 
  private:
   Model& model_;

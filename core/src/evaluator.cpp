@@ -1,0 +1,141 @@
+#include <vaelab/metrics/evaluator.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <vaelab/error.hpp>
+#include <vaelab/log.hpp>
+#include <vaelab/metrics/amortization.hpp>
+#include <vaelab/metrics/elbo.hpp>
+#include <vaelab/metrics/iwae.hpp>
+
+namespace vaelab {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// nats per image → bits per dimension, for a likelihood that is a probability mass.
+double bits_per_dim(double nats, const torch::Tensor& data) {
+  const double dims = static_cast<double>(data[0].numel());
+  return -nats / (dims * std::log(2.0));
+}
+
+torch::Tensor first(const torch::Tensor& data, int64_t count) {
+  return count > 0 && count < data.size(0) ? data.slice(0, 0, count) : data;
+}
+
+}  // namespace
+
+const std::vector<std::string>& metric_names() {
+  static const std::vector<std::string> names = {"elbo", "iwae", "amortization", "robustness",
+                                                 "probe"};
+  return names;
+}
+
+void check_metric_names(const std::vector<std::string>& names) {
+  for (const auto& name : names) {
+    if (std::find(metric_names().begin(), metric_names().end(), name) == metric_names().end()) {
+      const std::string best = closest_match(name, metric_names());
+      throw ConfigError("unknown metric '" + name + "'" +
+                        (best.empty() ? "" : "; did you mean '" + best + "'?") +
+                        " (known: elbo, iwae, amortization, robustness, probe)");
+    }
+  }
+}
+
+Evaluator::Evaluator(Model& model, const Likelihood& likelihood, torch::Device device,
+                     ConfigTable eval_config, uint64_t seed)
+    : model_(model),
+      likelihood_(likelihood),
+      device_(device),
+      config_(std::move(eval_config)),
+      seed_(seed) {}
+
+std::vector<std::string> Evaluator::due(int64_t epoch, int64_t last_epoch) const {
+  std::vector<std::string> metrics = {"elbo"};
+  for (const auto& name : metric_names()) {
+    if (name == "elbo") continue;
+    const int64_t every = config_.sub(name).get_int_in("every_epochs", 0, INT64_MAX);
+    if (every > 0 && (epoch % every == 0 || epoch == last_epoch)) metrics.push_back(name);
+  }
+  return metrics;
+}
+
+nlohmann::json Evaluator::run(const std::vector<std::string>& metrics, const EvalData& data) const {
+  check_metric_names(metrics);
+  const auto wants = [&](const char* name) {
+    return std::find(metrics.begin(), metrics.end(), name) != metrics.end();
+  };
+  nlohmann::json out = nlohmann::json::object();
+  const int64_t batch = config_.get_int_in("batch_size", 1, INT64_MAX);
+
+  if (wants("elbo")) {
+    const auto start = std::chrono::steady_clock::now();
+    const int64_t samples = config_.get_int_in("elbo_samples", 1, 1000000);
+    const ElboSummary train =
+        evaluate_elbo(model_, likelihood_, data.train, samples, batch, seed_ + 1, device_);
+    const ElboSummary test =
+        evaluate_elbo(model_, likelihood_, data.test, samples, batch, seed_ + 2, device_);
+    out["elbo_train_nats"] = train.elbo_nats;
+    out["elbo_test_nats"] = test.elbo_nats;
+    out["generalization_gap_nats"] = train.elbo_nats - test.elbo_nats;
+    out["log_likelihood_train_nats"] = train.log_likelihood_nats;
+    out["kl_train_nats"] = train.kl_nats;
+    out["log_likelihood_test_nats"] = test.log_likelihood_nats;
+    out["kl_test_nats"] = test.kl_nats;
+    if (likelihood_.discrete()) {
+      out["bits_per_dim_train"] = bits_per_dim(train.elbo_nats, data.train);
+      out["bits_per_dim_test"] = bits_per_dim(test.elbo_nats, data.test);
+    }
+    out["elbo_seconds"] = seconds_since(start);
+  }
+
+  if (wants("iwae")) {
+    const auto start = std::chrono::steady_clock::now();
+    const ConfigTable c = config_.sub("iwae");
+    const torch::Tensor test = first(data.test, c.get_int_in("images", 0, INT64_MAX));
+    const IwaeSummary s = evaluate_iwae(model_, likelihood_, test,
+                                        c.get_int_in("samples", 1, 10000000), batch,
+                                        c.get_int_in("chunk", 1, 10000000), seed_ + 3, device_);
+    out["iwae_test_nats"] = s.iwae_nats;
+    out["iwae_samples"] = s.samples;
+    out["iwae_images"] = s.images;
+    if (likelihood_.discrete()) out["iwae_bits_per_dim_test"] = bits_per_dim(s.iwae_nats, test);
+    out["iwae_seconds"] = seconds_since(start);
+  }
+
+  if (wants("amortization")) {
+    const auto start = std::chrono::steady_clock::now();
+    const ConfigTable c = config_.sub("amortization");
+    AmortizationOptions o;
+    o.images = c.get_int_in("images", 1, INT64_MAX);
+    o.batch_size = c.get_int_in("batch_size", 1, INT64_MAX);
+    o.steps = c.get_int_in("steps", 0, INT64_MAX);
+    o.samples = c.get_int_in("samples", 1, 1000000);
+    o.lr = c.get_double("lr");
+    o.check_every = c.get_int_in("check_every", 1, INT64_MAX);
+    o.patience = c.get_int_in("patience", 1, INT64_MAX);
+    o.final_samples = c.get_int_in("final_samples", 1, 1000000);
+    const AmortizationResult r =
+        amortization_gap(model_, likelihood_, data.test, o, seed_ + 4, device_);
+    out["elbo_star_test_nats"] = r.elbo_star_nats;
+    out["amortization_elbo_test_nats"] = r.elbo_nats;
+    out["amortization_gap_nats"] = r.amortization_gap_nats;
+    out["amortization_images"] = r.images;
+    out["amortization_steps"] = r.steps_run;
+    out["amortization_seconds"] = seconds_since(start);
+  }
+
+  if (wants("robustness") || wants("probe")) {
+    throw Error("metric robustness/probe: not available in this build yet");
+  }
+  return out;
+}
+
+}  // namespace vaelab
