@@ -16,7 +16,15 @@ class TorchCpuBackend final : public Backend {
   void apply_threads() override;
   int threads() const override { return threads_; }
   void synchronize() override {}
+  /// Parameters: linear.weight [out, in], linear.bias.
   std::shared_ptr<Layer> dense(const DenseOptions& options) override;
+  /// Parameters: conv.weight [out, in, k, k], conv.bias.
+  std::shared_ptr<Layer> conv2d(const Conv2dOptions& options) override;
+  /// Parameters: conv.weight [in, out, k, k], conv.bias.
+  std::shared_ptr<Layer> conv_transpose2d(const Conv2dOptions& options) override;
+  /// Parameters: bn.weight, bn.bias; buffers: bn.running_mean, bn.running_var,
+  /// bn.num_batches_tracked.
+  std::shared_ptr<Layer> batch_norm2d(const BatchNormOptions& options) override;
   std::string describe() const override;
 
  private:

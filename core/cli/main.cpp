@@ -67,6 +67,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   eval->add_flag("--json", eval_json, "print one JSON object");
 
+  std::string score_dir;
+  std::string score_data;
+  std::string score_out;
+  vaelab::ScoreOptions score_options;
+  CLI::App* score = app.add_subcommand(
+      "score", "Per-image −ELBO (or −IWAE) in nats and bits/dim: anomaly scores, code lengths");
+  score->add_option("run_dir", score_dir, "run folder")->required();
+  score->add_option("--data", score_data, "TOML file with a [data] table (default: the run's data)");
+  score->add_option("--metric", score_options.metric, "elbo or iwae")->capture_default_str();
+  score->add_option("--split", score_options.split, "test, train or all")->capture_default_str();
+  score->add_option("--samples", score_options.samples, "samples per image (0 = the run's [eval] setting)");
+  score->add_option("--out", score_out, "CSV file to write")->required();
+
   std::string bench_config;
   std::vector<std::string> bench_sets;
   int bench_steps = 30;
@@ -100,6 +113,11 @@ int main(int argc, char** argv) {
       } else {
         for (const auto& [key, value] : result.items()) std::cout << key << " = " << value << "\n";
       }
+      return 0;
+    }
+    if (score->parsed()) {
+      const int64_t rows = vaelab::score_run(score_dir, score_data, score_options, score_out);
+      std::cout << score_out << " (" << rows << " images)\n";
       return 0;
     }
     if (bench_threads->parsed()) {

@@ -2,6 +2,7 @@
 #include <vaelab/train/session.hpp>
 
 #include <chrono>
+#include <fstream>
 #include <ctime>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include <vaelab/likelihood.hpp>
 #include <vaelab/log.hpp>
 #include <vaelab/metrics/elbo.hpp>
+#include <vaelab/metrics/iwae.hpp>
 #include <vaelab/model.hpp>
 #include <vaelab/torch_shim.hpp>
 #include <vaelab/train/trainer.hpp>
@@ -304,6 +306,88 @@ nlohmann::json eval_run(const fs::path& run_dir, const std::vector<std::string>&
   out["params_total"] = s.params_total;
   out["params_latent_adjacent"] = s.params_latent_adjacent;
   return out;
+}
+
+int64_t score_run(const fs::path& run_dir, const fs::path& data_file, const ScoreOptions& options,
+                  const fs::path& out_csv) {
+  if (options.metric != "elbo" && options.metric != "iwae") {
+    throw ConfigError("--metric: '" + options.metric + "' is not one of elbo, iwae");
+  }
+  if (options.split != "test" && options.split != "train" && options.split != "all") {
+    throw ConfigError("--split: '" + options.split + "' is not one of test, train, all");
+  }
+  const RunStore store = RunStore::open(run_dir);
+  toml::table table = read_toml_file(store.config_path());
+  if (!data_file.empty()) {
+    const toml::table given = read_toml_file(data_file);
+    for (const auto& [key, node] : given) {
+      if (key.str() != "data") {
+        throw ConfigError(data_file.string() + ": only a [data] table belongs here, found '" +
+                          std::string(key.str()) + "'");
+      }
+    }
+    const toml::table* data = given["data"].as_table();
+    if (data == nullptr) throw ConfigError(data_file.string() + ": no [data] table");
+    table.insert_or_assign("data", *data);
+  }
+  const RunConfig config = RunConfig::resolve(table, {});
+  Session s = open_session(config);
+  const fs::path checkpoint = store.checkpoint_path("last");
+  if (!fs::exists(checkpoint)) throw Error(checkpoint.string() + ": no checkpoint to score with");
+  load_module_state(s.model->module(), load_safetensors(checkpoint), checkpoint.string());
+
+  const ConfigTable eval = config.section("eval");
+  const int64_t batch = eval.get_int_in("batch_size", 1, INT64_MAX);
+  const int64_t samples = options.samples > 0 ? options.samples
+                          : options.metric == "iwae"
+                              ? eval.sub("iwae").get_int_in("samples", 1, INT64_MAX)
+                              : eval.get_int_in("elbo_samples", 1, INT64_MAX);
+  const int64_t chunk = eval.sub("iwae").get_int_in("chunk", 1, INT64_MAX);
+  const torch::Device device = s.backend->device();
+  s.model->module().eval();
+  at::Generator generator =
+      shim::make_cpu_generator(static_cast<uint64_t>(config.section("train").get_int("seed")) + 5);
+  const double dims = static_cast<double>(s.dataset.train.image_bytes());
+  const bool bits = s.likelihood->discrete();
+
+  const fs::path tmp = out_csv.string() + ".tmp";
+  std::ofstream out(tmp);
+  if (!out) throw Error(tmp.string() + ": cannot write");
+  out << "split,index,label,neg_" << options.metric << "_nats" << (bits ? ",bits_per_dim" : "")
+      << "\n";
+  out.precision(10);
+  int64_t rows = 0;
+  const auto score_split = [&](const char* name, const torch::Tensor& images,
+                               const std::vector<int64_t>& labels) {
+    for (int64_t start = 0; start < images.size(0); start += batch) {
+      const int64_t end = std::min(images.size(0), start + batch);
+      const torch::Tensor x = images.slice(0, start, end).to(device);
+      torch::NoGradGuard no_grad;
+      const torch::Tensor score =
+          options.metric == "iwae"
+              ? -iwae_bound(*s.model, *s.likelihood, x, samples, chunk, &generator)
+              : -elbo_terms(*s.model, *s.likelihood, x, samples, &generator).elbo;
+      const torch::Tensor cpu = score.to(torch::kCPU, torch::kFloat64).contiguous();
+      const double* v = cpu.data_ptr<double>();
+      for (int64_t i = 0; i < end - start; ++i) {
+        const int64_t index = start + i;
+        out << name << "," << index << ","
+            << (static_cast<size_t>(index) < labels.size() ? labels[static_cast<size_t>(index)] : -1)
+            << "," << v[i];
+        if (bits) out << "," << v[i] / (dims * std::log(2.0));
+        out << "\n";
+        ++rows;
+      }
+    }
+  };
+  if (options.split != "train") score_split("test", s.test, s.test_labels);
+  if (options.split != "test") score_split("train", s.train, s.dataset.train.labels);
+  out.close();
+  if (!out) throw Error(tmp.string() + ": write failed");
+  std::error_code ec;
+  fs::rename(tmp, out_csv, ec);
+  if (ec) throw Error(out_csv.string() + ": cannot move the scores into place: " + ec.message());
+  return rows;
 }
 
 }  // namespace vaelab

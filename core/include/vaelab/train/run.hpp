@@ -55,4 +55,20 @@ std::filesystem::path train_run(const std::filesystem::path& config_file,
 nlohmann::json eval_run(const std::filesystem::path& run_dir,
                         const std::vector<std::string>& metrics);
 
+/// What `vaelab score` computes per image.
+struct ScoreOptions {
+  std::string metric = "elbo";  ///< elbo | iwae
+  std::string split = "test";   ///< test | train | all (of the data named by `data_file`)
+  int64_t samples = 0;          ///< MC (elbo) or importance (iwae) samples; 0 = the run's [eval] setting
+};
+
+/// `vaelab score`: per image of a dataset, −ELBO (or −IWAE) in nats and, for a discrete
+/// likelihood, bits per dimension — the anomaly score and the code length of a trained VAE.
+/// `data_file` is a TOML file with one [data] table (as in a run config: plugin, config, sizes);
+/// empty = the run's own data. Images are scored in batches (the run's eval.batch_size), so the
+/// float memory is bounded by a batch; the data source's uint8 images are held whole. Rows are
+/// written to `out_csv` (through a temporary file renamed at the end). Returns the rows written.
+int64_t score_run(const std::filesystem::path& run_dir, const std::filesystem::path& data_file,
+                  const ScoreOptions& options, const std::filesystem::path& out_csv);
+
 }  // namespace vaelab
