@@ -75,6 +75,19 @@ batch_size = 64
 lr = 1e-3
 [eval]
 every_epochs = 1
+[eval.iwae]
+samples = 20
+images = 64
+[eval.amortization]
+images = 32
+steps = 20
+final_samples = 10
+[eval.robustness]
+images = 4
+restarts = 2
+steps = 5
+[eval.probe]
+images = 200
 )";
 
 bool finite_number(const json& v) { return v.is_number() && std::isfinite(v.get<double>()); }
@@ -176,6 +189,37 @@ TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it",
   const json ev = json::parse(e.out);
   REQUIRE(ev["elbo_test_nats"].get<double>() == Approx(summary["elbo_test_nats"].get<double>()).epsilon(1e-4));
   REQUIRE(ev["elbo_train_nats"].get<double>() == Approx(summary["elbo_train_nats"].get<double>()).epsilon(1e-4));
+
+  // Every metric runs on the finished run and gives finite numbers under summary.json's keys.
+  const Result all = vaelab("eval '" + run.string() + "' --metrics elbo,iwae,amortization,robustness,probe --json");
+  INFO(all.err);
+  REQUIRE(all.code == 0);
+  const json m = json::parse(all.out);
+  for (const char* key : {"elbo_test_nats", "iwae_test_nats", "elbo_star_test_nats", "amortization_gap_nats",
+                          "robustness_gap", "msssim_inputs", "msssim_reconstructions", "probe_accuracy",
+                          "knn_accuracy"}) {
+    INFO(key);
+    REQUIRE(finite_number(m[key]));
+  }
+  REQUIRE(m["iwae_test_nats"].get<double>() >= m["elbo_test_nats"].get<double>() - 5.0);
+  REQUIRE(m["probe_accuracy"].get<double>() > 0.2);  // 10 classes: chance is 0.1
+  const Result typo = vaelab("eval '" + run.string() + "' --metrics elbo,iwea");
+  REQUIRE(typo.code != 0);
+  REQUIRE_THAT(typo.err, Contains("unknown metric 'iwea'") && Contains("did you mean 'iwae'?"));
+
+  // score: one row per test image, −ELBO in nats.
+  const Result scored = vaelab("score '" + run.string() + "' --out '" + (run / "scores.csv").string() + "'");
+  INFO(scored.err);
+  REQUIRE(scored.code == 0);
+  std::ifstream csv(run / "scores.csv");
+  std::string header;
+  std::getline(csv, header);
+  REQUIRE(header == "split,index,label,neg_elbo_nats");
+  int rows = 0;
+  double score_sum = 0;
+  for (std::string line; std::getline(csv, line); ++rows) score_sum += std::stod(line.substr(line.rfind(',') + 1));
+  REQUIRE(rows == 512);
+  REQUIRE(-score_sum / rows == Approx(summary["elbo_test_nats"].get<double>()).epsilon(0.02));
 
   // A second run into the same folder is refused and the first run is untouched.
   const std::string before = slurp(run / "summary.json");
