@@ -62,7 +62,8 @@ class GaussianLikelihood final : public Likelihood {
 /// centre 2x − 1 in [−1, 1]; bins are 2/255 wide and the two edge bins extend to ±∞. Every
 /// channel of a pixel shares one mixture component; in RGB, within a component, the green mean
 /// is shifted by c0·x_r and the blue one by c1·x_r + c2·x_g, where x_r, x_g are the observed
-/// values in [−1, 1] and c = tanh(raw coefficient).
+/// values in [−1, 1] and c = tanh(raw coefficient). As in PixelCNN++, a bin whose CDF difference
+/// is below 1e-5 gets the density at its centre times the bin width instead.
 ///
 /// Parameter layout along the channel dimension of params [B, P, H, W], per pixel, with
 /// component k in 0..K−1 fastest and data channel c in 0..C−1 next:
@@ -70,7 +71,9 @@ class GaussianLikelihood final : public Likelihood {
 ///   C = 3, P = 10K: [0, K) mixture logits | [K + cK + k] means (c = r, g, b)
 ///                   | [4K + cK + k] log-scales | [7K + jK + k] raw coefficients
 ///                   (j = 0: r→g, 1: r→b, 2: g→b)
-/// Means are on the [−1, 1] scale; log-scales are natural logs, clamped below at −7.
+/// Means are on the [−1, 1] scale; log-scales are natural logs, clamped below at −7. (Grouped by
+/// parameter kind, unlike PixelCNN++'s code, which interleaves means, log-scales and coefficients
+/// per colour channel.)
 class MixtureOfLogisticsLikelihood final : public Likelihood {
  public:
   /// `mixtures` = K >= 1 components; throws ConfigError otherwise.
