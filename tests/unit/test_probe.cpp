@@ -160,6 +160,45 @@ TEST_CASE("probes on separable classes are accurate", "[probe]") {
   REQUIRE(model.module().is_training());
 }
 
+TEST_CASE("features are standardized with the training statistics", "[probe]") {
+  // Pixel 0 carries the class (±1 + small noise); pixel 1 is label-free noise 1000 times larger;
+  // the other 14 pixels are constant (zero spread: centred only, no division by 0). Unscaled, the
+  // noise pixel would decide every distance and kNN would be at chance.
+  at::Generator gen = vaelab::shim::make_cpu_generator(21);
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat);
+  auto make = [&](int64_t n) {
+    const torch::Tensor label = at::rand({n}, gen, opts).gt(0.5);
+    torch::Tensor x = torch::full({n, 16}, 0.25, opts);
+    x.select(1, 0).copy_(label.to(torch::kFloat) * 2 - 1 + 0.1 * at::randn({n}, gen, opts));
+    x.select(1, 1).copy_(1000.0 * at::randn({n}, gen, opts));
+    std::vector<int64_t> y;
+    for (int64_t i = 0; i < n; ++i) y.push_back(label[i].item<bool>() ? 1 : 0);
+    return std::make_pair(x.view({n, 1, 4, 4}), y);
+  };
+  const auto [train_x, train_y] = make(300);
+  const auto [test_x, test_y] = make(200);
+  FlattenModel model(16);
+  const vaelab::ProbeResult r =
+      vaelab::probe_accuracy(model, train_x, train_y, test_x, test_y, {}, 0, torch::kCPU);
+  REQUIRE(r.knn_accuracy >= 0.95);
+  REQUIRE(r.probe_accuracy >= 0.95);
+  // A test set of class 1 only is still scored with the training set's mean and spread (its own
+  // mean would move it onto the class boundary).
+  std::vector<int64_t> ones_idx;
+  for (size_t i = 0; i < test_y.size(); ++i)
+    if (test_y[i] == 1) ones_idx.push_back(static_cast<int64_t>(i));
+  REQUIRE(ones_idx.size() > 50);
+  const torch::Tensor ones_x = test_x.index_select(0, longs(ones_idx));
+  const std::vector<int64_t> ones_y(ones_idx.size(), 1);
+  const vaelab::ProbeResult r1 =
+      vaelab::probe_accuracy(model, train_x, train_y, ones_x, ones_y, {}, 0, torch::kCPU);
+  REQUIRE(r1.knn_accuracy >= 0.95);
+  REQUIRE(r1.probe_accuracy >= 0.95);
+  // The same features unscaled: kNN on the raw pixels is near chance.
+  const torch::Tensor raw = vaelab::knn_predict(train_x.flatten(1), longs(train_y), test_x.flatten(1));
+  REQUIRE(raw.eq(longs(test_y)).to(torch::kDouble).mean().item<double>() < 0.7);
+}
+
 TEST_CASE("probes on random labels are near chance", "[probe]") {
   at::Generator gen = vaelab::shim::make_cpu_generator(77);
   const auto opts = torch::TensorOptions().dtype(torch::kFloat);

@@ -31,6 +31,7 @@ class TestVae final : public vaelab::Model {
     double gain = 1.0;
     bool ignore_input = false;
     double log_var_bias = -2.0;
+    bool constant_log_var = false;  ///< log_var = log_var_bias for every x
     uint64_t seed = 0;
   };
 
@@ -78,7 +79,8 @@ class TestVae final : public vaelab::Model {
     }
     const torch::Tensor h = encoder_->forward(x.flatten(1));
     q.mean = h.narrow(1, 0, spec_.latent);
-    q.log_var = h.narrow(1, spec_.latent, spec_.latent) + spec_.log_var_bias;
+    q.log_var = spec_.constant_log_var ? torch::full_like(q.mean, spec_.log_var_bias)
+                                       : h.narrow(1, spec_.latent, spec_.latent) + spec_.log_var_bias;
     return q;
   }
 
@@ -170,16 +172,17 @@ TEST_CASE("MS-SSIM of constant images is the luminance term at the coarsest scal
   // l_5 = (2 μa μb + C1) / (μa² + μb² + C1), raised to w_5 = 0.1333, remains.
   const double c1 = 0.01 * 0.01;
   auto luminance = [&](double ma, double mb) { return (2 * ma * mb + c1) / (ma * ma + mb * mb + c1); };
-  const torch::Tensor a = torch::full({1, 1, 32, 32}, 0.2);
-  const torch::Tensor b = torch::full({1, 1, 32, 32}, 0.6);
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble);  // 0.2f is not 0.2
+  const torch::Tensor a = torch::full({1, 1, 32, 32}, 0.2, f64);
+  const torch::Tensor b = torch::full({1, 1, 32, 32}, 0.6, f64);
   const double expected = std::pow(0.2401 / 0.4001, 0.1333);  // by hand: 0.24 + 1e-4, 0.40 + 1e-4
   REQUIRE(luminance(0.2, 0.6) == Approx(0.2401 / 0.4001).epsilon(1e-14));
   REQUIRE(vaelab::ms_ssim(a, b).item<double>() == Approx(expected).epsilon(1e-9));
   // Three channels: the SSIM map is averaged over channels before the power.
-  const torch::Tensor a3 = torch::tensor({0.2, 0.5, 0.9}).view({1, 3, 1, 1}).expand({1, 3, 28, 28});
-  const torch::Tensor b3 = torch::tensor({0.6, 0.5, 0.1}).view({1, 3, 1, 1}).expand({1, 3, 28, 28});
+  const torch::Tensor a3 = torch::tensor({0.2, 0.5, 0.9}, f64).view({1, 3, 1, 1}).expand({1, 3, 28, 28});
+  const torch::Tensor b3 = torch::tensor({0.6, 0.5, 0.1}, f64).view({1, 3, 1, 1}).expand({1, 3, 28, 28});
   const double mean_l = (luminance(0.2, 0.6) + luminance(0.5, 0.5) + luminance(0.9, 0.1)) / 3.0;
-  REQUIRE(vaelab::ms_ssim(a3, b3).item<double>() == Approx(std::pow(mean_l, 0.1333)).epsilon(1e-6));
+  REQUIRE(vaelab::ms_ssim(a3, b3).item<double>() == Approx(std::pow(mean_l, 0.1333)).epsilon(1e-9));
 }
 
 TEST_CASE("MS-SSIM clamps the window at small scales and checks its inputs", "[robustness][msssim]") {
@@ -285,6 +288,41 @@ TEST_CASE("the attack stays in the L-inf ball and in [0, 1] and raises the SKL",
   REQUIRE(attack.skl.mean().item<double>() > 2.0 * corner_skl.mean().item<double>());
 }
 
+TEST_CASE("one attack step is the hand-computed clamped SGD update", "[robustness][attack]") {
+  // Linear mean μ(x) = W x + b and a constant variance σ²: SKL(ε) = ½ ‖W ε‖² / σ², so the gradient
+  // of −SKL is −WᵀW ε / σ². One step: ε₁ = clip_δ(ε₀ − η · clip_δ(−WᵀW ε₀ / σ²)).
+  TestVae::Spec spec;
+  spec.constant_log_var = true;
+  spec.log_var_bias = std::log(0.5);
+  spec.gain = 4.0;  // gradients of order δ
+  TestVae model(spec);
+  const torch::Tensor w =
+      model.module().named_parameters()["encoder.0.weight"].detach().narrow(0, 0, spec.latent);
+  const torch::Tensor x = torch::full({2, 1, 16, 16}, 0.5);  // far from 0 and 1: no image clipping
+  vaelab::AttackOptions opts;
+  opts.restarts = 2;
+  opts.radius = 0.1;
+  opts.lr = 0.7;
+  opts.start = 1.0;  // a large start, so that some gradients exceed δ and some do not
+  at::Generator g0 = vaelab::shim::make_cpu_generator(8);
+  at::Generator g1 = vaelab::shim::make_cpu_generator(8);
+  opts.steps = 0;
+  const auto start = vaelab::attack_encoder(model, x, opts, g0, torch::kCPU);
+  opts.steps = 1;
+  const auto one = vaelab::attack_encoder(model, x, opts, g1, torch::kCPU);
+  const torch::Tensor eps0 = (start.attacked - start.clean).flatten(1);  // [4, 256]
+  const torch::Tensor grad = -eps0.mm(w.t()).mm(w) / 0.5;
+  const double delta = opts.radius;
+  REQUIRE((grad.abs() > delta).any().item<bool>());
+  REQUIRE((grad.abs() < 0.5 * delta).any().item<bool>());
+  const torch::Tensor expected = (eps0 - opts.lr * grad.clamp(-delta, delta)).clamp(-delta, delta);
+  const torch::Tensor got = (one.attacked - one.clean).flatten(1);
+  REQUIRE(torch::allclose(got, expected, 1e-5, 1e-6));
+  // The reported SKL is the closed form at the attacked images.
+  const torch::Tensor skl = 0.5 * got.mm(w.t()).square().sum(1) / 0.5;
+  REQUIRE(torch::allclose(one.skl, skl, 1e-4, 1e-7));
+}
+
 TEST_CASE("restarts differ and the attack is reproducible for a seed", "[robustness][attack]") {
   TestVae::Spec spec;
   spec.hidden = 32;
@@ -384,6 +422,13 @@ TEST_CASE("an encoder that ignores its input has SKL 0 and only the inputs' term
   // More images asked for than there are: all of them are used.
   opts.images = 50;
   REQUIRE(vaelab::robustness_gap(model, lik, x, opts, 3, torch::kCPU).images == 5);
+  // With unit posterior variance the two reconstructions come from different draws of z, so they
+  // differ although q(z|x_r) = q(z|x_a): reconstructions use sampled z, not the mean.
+  spec.log_var_bias = 0.0;
+  TestVae wide(spec);
+  const auto rw = vaelab::robustness_gap(wide, lik, x, opts, 3, torch::kCPU);
+  REQUIRE(rw.skl_mean == Approx(0.0).margin(1e-12));
+  REQUIRE(rw.msssim_reconstructions < 0.99);
 }
 
 TEST_CASE("a sensitive encoder has a positive robustness gap", "[robustness][attack]") {
