@@ -102,9 +102,12 @@ nlohmann::json Evaluator::run(const std::vector<std::string>& metrics, const Eva
     const auto start = std::chrono::steady_clock::now();
     const ConfigTable c = config_.sub("iwae");
     const torch::Tensor test = first(data.test, c.get_int_in("images", 0, INT64_MAX));
+    const int64_t chunk = c.get_int_in("chunk", 1, 10000000);
+    // About `batch` decoded rows per call (images × chunk): larger calls only churn memory.
+    const int64_t images_per_batch = std::max<int64_t>(1, batch / chunk);
     const IwaeSummary s = evaluate_iwae(model_, likelihood_, test,
-                                        c.get_int_in("samples", 1, 10000000), batch,
-                                        c.get_int_in("chunk", 1, 10000000), seed_ + 3, device_);
+                                        c.get_int_in("samples", 1, 10000000), images_per_batch,
+                                        chunk, seed_ + 3, device_);
     out["iwae_test_nats"] = s.iwae_nats;
     out["iwae_samples"] = s.samples;
     out["iwae_images"] = s.images;
