@@ -17,6 +17,7 @@ function(vaelab_add_test NAME)
   add_executable(${NAME} ${ARG_SOURCES} ${ARG_UNPARSED_ARGUMENTS})
   target_link_libraries(${NAME} PRIVATE vaelab_catch_main ${ARG_LIBRARIES})
   target_compile_options(${NAME} PRIVATE ${VAELAB_WARNINGS})
+  target_include_directories(${NAME} PRIVATE ${CMAKE_SOURCE_DIR}/tests/support)
   target_compile_definitions(${NAME} PRIVATE
     VAELAB_TEST_BUILD_DIR="${CMAKE_BINARY_DIR}"
     VAELAB_TEST_PLUGIN_DIR="${VAELAB_PLUGIN_BUILD_DIR}"

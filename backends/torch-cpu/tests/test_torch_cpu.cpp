@@ -6,14 +6,13 @@
 #include <vaelab/registry.hpp>
 #include <vaelab/threads.hpp>
 
+#include "plugin_registry.hpp"
+
 using Catch::Contains;
 
 namespace {
 
-const vaelab::Registry& registry() {
-  static const vaelab::Registry r({VAELAB_TEST_PLUGIN_DIR});
-  return r;
-}
+const vaelab::Registry& registry() { return vaelab::testing::build_registry(); }
 
 }  // namespace
 

@@ -16,18 +16,15 @@
 #include <vaelab/registry.hpp>
 #include <vaelab/torch_shim.hpp>
 
+#include "plugin_registry.hpp"
+
 using Catch::Contains;
 
 namespace {
 
-const vaelab::Registry& registry() {
-  static const vaelab::Registry r({VAELAB_TEST_PLUGIN_DIR});
-  return r;
-}
+const vaelab::Registry& registry() { return vaelab::testing::build_registry(); }
 
-vaelab::PluginPtr<vaelab::Backend> backend() {
-  return registry().create<vaelab::Backend>("torch-cpu", "threads = 1\nblas_threads = 1\ninterop_threads = 1\n");
-}
+vaelab::PluginPtr<vaelab::Backend> backend() { return vaelab::testing::single_thread_cpu(); }
 
 std::string config(int64_t n_c, int64_t m_z, int64_t per_m_z = 64, const std::string& extra = "") {
   std::string text = "n_c = " + std::to_string(n_c) + "\nm_z = " + std::to_string(m_z) +
