@@ -16,6 +16,7 @@
 #include <vaelab/registry.hpp>
 #include <vaelab/torch_shim.hpp>
 
+#include "gradient_check.hpp"
 #include "plugin_registry.hpp"
 
 using Catch::Contains;
@@ -207,29 +208,7 @@ TEST_CASE("the gradient of −ELBO through vae-conv matches finite differences",
     at::Generator gen = vaelab::shim::make_cpu_generator(42);  // the same noise every call
     return -vaelab::elbo_terms(*model, lik, x, 1, &gen).elbo.mean();
   };
-  model->module().zero_grad();
-  loss().backward();
-  torch::NoGradGuard no_grad;
-  int checked = 0;
-  for (auto& named : model->module().named_parameters()) {
-    torch::Tensor p = named.value();
-    auto flat = p.view(-1);
-    const torch::Tensor grad = p.grad().view(-1);
-    for (int64_t i = 0; i < flat.size(0); i += std::max<int64_t>(1, flat.size(0) / 3)) {
-      const double h = 1e-6;
-      const double saved = flat[i].item<double>();
-      flat[i].fill_(saved + h);
-      const double up = loss().item<double>();
-      flat[i].fill_(saved - h);
-      const double down = loss().item<double>();
-      flat[i].fill_(saved);
-      const double numeric = (up - down) / (2 * h);
-      INFO(named.key() << "[" << i << "]: autograd " << grad[i].item<double>() << ", numeric " << numeric);
-      REQUIRE(grad[i].item<double>() == Approx(numeric).epsilon(1e-5).margin(1e-6));
-      ++checked;
-    }
-  }
-  REQUIRE(checked >= 60);
+  REQUIRE(vaelab::testing::check_gradients(model->module(), loss, 1e-6) >= 60);
 }
 
 TEST_CASE("vae-conv refuses bad config values with the key named", "[vae-conv]") {
