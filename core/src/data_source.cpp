@@ -9,6 +9,36 @@
 
 namespace vaelab {
 
+namespace {
+
+template <typename T>
+std::vector<T> pad_planes(const std::vector<T>& src_images, int64_t planes, int64_t src_h,
+                          int64_t src_w, int64_t height, int64_t width) {
+  const int64_t top = (height - src_h) / 2;
+  const int64_t left = (width - src_w) / 2;
+  std::vector<T> padded(static_cast<size_t>(planes * height * width), T{0});
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t y = 0; y < src_h; ++y) {
+      const T* src = src_images.data() + (p * src_h + y) * src_w;
+      T* dst = padded.data() + (p * height + y + top) * width + left;
+      std::copy(src, src + src_w, dst);
+    }
+  }
+  return padded;
+}
+
+template <typename T>
+std::vector<T> gather_images(const std::vector<T>& src, const std::vector<int64_t>& order,
+                             int64_t size) {
+  std::vector<T> out(order.size() * static_cast<size_t>(size));
+  for (size_t k = 0; k < order.size(); ++k) {
+    std::copy_n(src.begin() + order[k] * size, size, out.begin() + static_cast<int64_t>(k) * size);
+  }
+  return out;
+}
+
+}  // namespace
+
 void pad_images(ImageSet& images, int64_t height, int64_t width) {
   if (images.height == height && images.width == width) return;
   if (images.height > height || images.width > width) {
@@ -16,18 +46,12 @@ void pad_images(ImageSet& images, int64_t height, int64_t width) {
                 std::to_string(images.width) + " images to the smaller " + std::to_string(height) +
                 "x" + std::to_string(width));
   }
-  const int64_t top = (height - images.height) / 2;
-  const int64_t left = (width - images.width) / 2;
   const int64_t planes = images.count * images.channels;
-  std::vector<uint8_t> padded(static_cast<size_t>(planes * height * width), 0);
-  for (int64_t p = 0; p < planes; ++p) {
-    for (int64_t y = 0; y < images.height; ++y) {
-      const uint8_t* src = images.pixels.data() + (p * images.height + y) * images.width;
-      uint8_t* dst = padded.data() + (p * height + y + top) * width + left;
-      std::copy(src, src + images.width, dst);
-    }
+  if (images.continuous()) {
+    images.values = pad_planes(images.values, planes, images.height, images.width, height, width);
+  } else {
+    images.pixels = pad_planes(images.pixels, planes, images.height, images.width, height, width);
   }
-  images.pixels = std::move(padded);
   images.height = height;
   images.width = width;
 }
@@ -45,17 +69,19 @@ void select_subset(ImageSet& images, int64_t count, uint64_t seed) {
   order.resize(static_cast<size_t>(count));
   std::sort(order.begin(), order.end());
 
-  const int64_t bytes = images.image_bytes();
-  std::vector<uint8_t> pixels(static_cast<size_t>(count * bytes));
+  const int64_t size = images.image_bytes();
+  if (images.continuous()) {
+    images.values = gather_images(images.values, order, size);
+  } else {
+    images.pixels = gather_images(images.pixels, order, size);
+  }
   std::vector<int64_t> labels(static_cast<size_t>(count), -1);
   for (int64_t k = 0; k < count; ++k) {
     const int64_t i = order[static_cast<size_t>(k)];
-    std::copy_n(images.pixels.begin() + i * bytes, bytes, pixels.begin() + k * bytes);
     if (static_cast<size_t>(i) < images.labels.size()) {
       labels[static_cast<size_t>(k)] = images.labels[static_cast<size_t>(i)];
     }
   }
-  images.pixels = std::move(pixels);
   images.labels = std::move(labels);
   images.count = count;
 }

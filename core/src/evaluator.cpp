@@ -23,6 +23,14 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 /// nats per image → bits per dimension, for a likelihood that is a probability mass.
+/// Mean of the first n values (all when n is 0).
+double mean_of_first(const std::vector<double>& values, int64_t n) {
+  const size_t count = n > 0 ? std::min(values.size(), static_cast<size_t>(n)) : values.size();
+  double sum = 0;
+  for (size_t i = 0; i < count; ++i) sum += values[i];
+  return count > 0 ? sum / static_cast<double>(count) : 0.0;
+}
+
 double bits_per_dim(double nats, const torch::Tensor& data) {
   const double dims = static_cast<double>(data[0].numel());
   return -nats / (dims * std::log(2.0));
@@ -95,6 +103,9 @@ nlohmann::json Evaluator::run(const std::vector<std::string>& metrics, const Eva
       out["bits_per_dim_train"] = bits_per_dim(train.elbo_nats, data.train);
       out["bits_per_dim_test"] = bits_per_dim(test.elbo_nats, data.test);
     }
+    if (!data.test_exact_log_likelihood.empty()) {
+      out["exact_log_likelihood_test_nats"] = mean_of_first(data.test_exact_log_likelihood, 0);
+    }
     out["elbo_seconds"] = seconds_since(start);
   }
 
@@ -112,6 +123,10 @@ nlohmann::json Evaluator::run(const std::vector<std::string>& metrics, const Eva
     out["iwae_samples"] = s.samples;
     out["iwae_images"] = s.images;
     if (likelihood_.discrete()) out["iwae_bits_per_dim_test"] = bits_per_dim(s.iwae_nats, test);
+    if (!data.test_exact_log_likelihood.empty()) {
+      out["iwae_exact_gap_nats"] =
+          mean_of_first(data.test_exact_log_likelihood, test.size(0)) - s.iwae_nats;
+    }
     out["iwae_seconds"] = seconds_since(start);
   }
 
@@ -138,6 +153,10 @@ nlohmann::json Evaluator::run(const std::vector<std::string>& metrics, const Eva
   }
 
   if (wants("robustness")) {
+    if (data.continuous) {
+      throw ConfigError("eval: the robustness gap keeps attacked images in [0, 1] and MS-SSIM "
+                        "assumes that range; this dataset's images are continuous");
+    }
     const auto start = std::chrono::steady_clock::now();
     const ConfigTable c = config_.sub("robustness");
     // 0 = the paper's Table 2 value for this kind of image.

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <ctime>
 
 #include <nlohmann/json.hpp>
@@ -11,6 +12,8 @@
 #include <vaelab/backend.hpp>
 #include <vaelab/build_info.h>
 #include <vaelab/data_source.hpp>
+#include <vaelab/generator.hpp>
+#include <vaelab/io/pool.hpp>
 #include <vaelab/io/run_store.hpp>
 #include <vaelab/io/safetensors.hpp>
 #include <vaelab/likelihood.hpp>
@@ -36,6 +39,7 @@ constexpr PluginSection kPluginSections[] = {
     {"data", VL_PLUGIN_KIND_DATA_SOURCE},
     {"model", VL_PLUGIN_KIND_MODEL},
     {"backend", VL_PLUGIN_KIND_BACKEND},
+    {"generator", VL_PLUGIN_KIND_GENERATOR},  // optional: plugin = "" means none
 };
 
 bool is_plugin_key(const std::string& key) {
@@ -46,17 +50,48 @@ bool is_plugin_key(const std::string& key) {
 }
 
 /// uint8 images → float [N, C, H, W] in [0, 1] (or {0, 1} when binarized): the Preprocess step.
-torch::Tensor to_float_images(const ImageSet& images, const std::string& binarize) {
-  const torch::Tensor bytes =
-      torch::from_blob(const_cast<uint8_t*>(images.pixels.data()),
-                       {images.count, images.channels, images.height, images.width}, torch::kUInt8);
+/// Continuous images (ImageSet::values) are taken as they are.
+/// `count` 8-bit images at `pixels` (C×H×W each, not copied) → float, as to_float_images.
+torch::Tensor bytes_to_float(const uint8_t* pixels, int64_t count, int64_t channels, int64_t height,
+                             int64_t width, const std::string& binarize) {
+  const torch::Tensor bytes = torch::from_blob(const_cast<uint8_t*>(pixels),
+                                               {count, channels, height, width}, torch::kUInt8);
   if (binarize == "threshold") return bytes.ge(128).to(torch::kFloat32);
   return bytes.to(torch::kFloat32).div_(255.0);
 }
 
+/// Images [first, first + count) of `images`, preprocessed (a copy).
+torch::Tensor to_float_range(const ImageSet& images, int64_t first, int64_t count,
+                             const std::string& binarize) {
+  const int64_t size = images.image_bytes();
+  if (images.continuous()) {
+    return torch::from_blob(const_cast<float*>(images.values.data() + first * size),
+                            {count, images.channels, images.height, images.width},
+                            torch::kFloat32)
+        .clone();
+  }
+  return bytes_to_float(images.pixels.data() + first * size, count, images.channels,
+                        images.height, images.width, binarize);
+}
+
+torch::Tensor to_float_images(const ImageSet& images, const std::string& binarize) {
+  return to_float_range(images, 0, images.count, binarize);
+}
+
 }  // namespace
 
-Session open_session(const RunConfig& config) {
+OpenedData open_dataset(const RunConfig& config) {
+  const ConfigTable data_cfg = config.section("data");
+  OpenedData d;
+  d.source = config.registry().create<DataSource>(config.plugin("data"), config.plugin_config("data"));
+  d.dataset = d.source->open();
+  const auto subset_seed = static_cast<uint64_t>(data_cfg.get_int("subset_seed"));
+  select_subset(d.dataset.train, data_cfg.get_int_in("train_size", 0, INT64_MAX), subset_seed);
+  select_subset(d.dataset.test, data_cfg.get_int_in("test_size", 0, INT64_MAX), subset_seed + 1);
+  return d;
+}
+
+Session open_session(const RunConfig& config, bool preprocess) {
   const Registry& registry = config.registry();
   const ConfigTable data_cfg = config.section("data");
   const ConfigTable train_cfg = config.section("train");
@@ -77,16 +112,28 @@ Session open_session(const RunConfig& config) {
   }
 
   // Data source → Dataset → subsets → Preprocess.
-  s.source = registry.create<DataSource>(config.plugin("data"), config.plugin_config("data"));
-  s.dataset = s.source->open();
+  OpenedData data = open_dataset(config);
+  s.source = std::move(data.source);
+  s.dataset = std::move(data.dataset);
   const auto subset_seed = static_cast<uint64_t>(data_cfg.get_int("subset_seed"));
-  select_subset(s.dataset.train, data_cfg.get_int_in("train_size", 0, INT64_MAX), subset_seed);
-  select_subset(s.dataset.test, data_cfg.get_int_in("test_size", 0, INT64_MAX), subset_seed + 1);
-  s.train = to_float_images(s.dataset.train, binarize);
-  s.test = to_float_images(s.dataset.test, binarize);
+  if (s.dataset.train.continuous() || s.dataset.test.continuous()) {
+    // Continuous images have no 8-bit grid: only a density on the reals fits them.
+    if (s.likelihood->discrete() || s.likelihood->needs_binary_data() || binarize != "none") {
+      throw ConfigError("data.plugin = \"" + config.plugin("data") +
+                        "\" gives continuous images: use likelihood.name = \"gaussian\" and "
+                        "data.binarize = \"none\"");
+    }
+  }
+  s.test_exact_log_likelihood = s.source->exact_log_likelihood(s.dataset.test);
   s.test_labels = s.dataset.test.labels;
   const int64_t train_subset = eval_cfg.get_int_in("train_subset", 0, INT64_MAX);
-  if (train_subset > 0 && train_subset < s.dataset.train.count) {
+  if (preprocess) {
+    s.train = to_float_images(s.dataset.train, binarize);
+    s.test = to_float_images(s.dataset.test, binarize);
+  }
+  if (!preprocess) {
+    // The caller converts what it needs, batch by batch (vaelab score).
+  } else if (train_subset > 0 && train_subset < s.dataset.train.count) {
     ImageSet subset = s.dataset.train;
     select_subset(subset, train_subset, subset_seed + 2);
     s.train_eval = to_float_images(subset, binarize);
@@ -125,7 +172,15 @@ Session open_session(const RunConfig& config) {
   return s;
 }
 
-EvalData eval_data(const Session& s) { return EvalData{s.train_eval, s.test, s.test_labels}; }
+EvalData eval_data(const Session& s) {
+  EvalData d;
+  d.train = s.train_eval;
+  d.test = s.test;
+  d.test_labels = s.test_labels;
+  d.test_exact_log_likelihood = s.test_exact_log_likelihood;
+  d.continuous = s.dataset.test.continuous();
+  return d;
+}
 
 namespace {
 
@@ -141,6 +196,101 @@ TrainOptions train_options(const RunConfig& config) {
 Evaluator make_evaluator(const RunConfig& config, Session& s) {
   return Evaluator(*s.model, *s.likelihood, s.backend->device(), config.section("eval"),
                    static_cast<uint64_t>(config.section("train").get_int("seed")));
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// What augmented images are brought back to: the grid the likelihood needs.
+PixelGrid pixel_grid(const RunConfig& config, const Likelihood& likelihood) {
+  if (config.section("data").get_string("binarize") == "threshold") return PixelGrid::binary;
+  return likelihood.discrete() ? PixelGrid::bytes : PixelGrid::continuous;
+}
+
+/// The synthetic images of the synthetic and mixed regimes, preprocessed like the real ones.
+struct SyntheticImages {
+  torch::Tensor images;
+  std::string source;   ///< the pool file or generator folder
+  double seconds = 0;   ///< reading or sampling them
+};
+
+/// Takes k × |D_train| images ([train.synthetic] k) from generator.pool (a pool file) or samples
+/// them from generator.directory (a fitted generator) with seeds first_seed, first_seed + 1, ...
+SyntheticImages load_synthetic(const RunConfig& config, Session& s) {
+  const ConfigTable gen_cfg = config.section("generator");
+  const ConfigTable syn_cfg = config.section("train").sub("synthetic");
+  const std::string pool = gen_cfg.get_string("pool");
+  const std::string directory = gen_cfg.get_string("directory");
+  if (pool.empty() == directory.empty()) {
+    throw ConfigError("train.regime = \"" + config.section("train").get_string("regime") +
+                      "\" needs exactly one of generator.pool (a sample pool file) and "
+                      "generator.directory (a fitted generator)");
+  }
+  const int64_t k = syn_cfg.get_int_in("k", 1, 1000000);
+  const auto first_seed = static_cast<uint64_t>(syn_cfg.get_int_in("first_seed", 0, INT64_MAX));
+  const int64_t needed = k * s.dataset.train.count;
+  const std::string binarize = config.section("data").get_string("binarize");
+  const ImageSet& real = s.dataset.train;
+  const auto check_shape = [&](int64_t c, int64_t h, int64_t w, const std::string& what) {
+    if (c != real.channels || h != real.height || w != real.width) {
+      throw Error(what + " holds " + std::to_string(c) + "x" + std::to_string(h) + "x" +
+                  std::to_string(w) + " images but the training images are " +
+                  std::to_string(real.channels) + "x" + std::to_string(real.height) + "x" +
+                  std::to_string(real.width));
+    }
+  };
+  if (real.continuous()) {
+    throw ConfigError("the synthetic and mixed regimes need 8-bit images; data.plugin = \"" +
+                      config.plugin("data") + "\" gives continuous ones");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  SyntheticImages out;
+  if (!pool.empty()) {
+    const PoolReader reader(pool);
+    const PoolHeader& h = reader.header();
+    check_shape(h.channels, h.height, h.width, "pool " + pool);
+    if (reader.count() < needed) {
+      throw ConfigError("pool " + pool + " holds " + std::to_string(reader.count()) +
+                        " images; train.synthetic.k = " + std::to_string(k) + " needs k x " +
+                        std::to_string(real.count) + " = " + std::to_string(needed));
+    }
+    const int64_t first = static_cast<int64_t>(first_seed % static_cast<uint64_t>(reader.count()));
+    if (first + needed > reader.count()) {
+      throw ConfigError("pool " + pool + ": train.synthetic.first_seed = " + std::to_string(first) +
+                        " leaves fewer than the " + std::to_string(needed) + " images needed");
+    }
+    out.images = to_float_images(reader.read(first, needed), binarize);
+    out.source = pool;
+    logger().info("synthetic: {} images from pool {} ({} {})", needed, pool, h.generator,
+                  h.generator_version);
+  } else {
+    const fs::path gen_config_file = fs::path(directory) / "config.toml";
+    if (!fs::is_regular_file(gen_config_file)) {
+      throw ConfigError("generator.directory = \"" + directory + "\": " +
+                        gen_config_file.string() + " not found (make one with vaelab generator fit)");
+    }
+    const RunConfig gen_run = RunConfig::load(gen_config_file, {});
+    const std::string name = gen_run.plugin("generator");
+    PluginPtr<Generator> generator =
+        gen_run.registry().create<Generator>(name, gen_run.plugin_config("generator"));
+    generator->attach(*s.backend);
+    generator->load(directory);
+    std::vector<torch::Tensor> parts;
+    constexpr int64_t kChunk = 1000;
+    for (int64_t done = 0; done < needed; done += kChunk) {
+      const int64_t n = std::min(kChunk, needed - done);
+      const ImageSet images = generator->sample(n, first_seed + static_cast<uint64_t>(done));
+      check_shape(images.channels, images.height, images.width, "generator " + directory);
+      parts.push_back(to_float_images(images, binarize));
+    }
+    out.images = torch::cat(parts);
+    out.source = directory;
+    logger().info("synthetic: sampled {} images from {} ({}) in {:.1f} s", needed, directory, name,
+                  seconds_since(start));
+  }
+  out.seconds = seconds_since(start);
+  return out;
 }
 
 fs::path default_run_dir(const fs::path& config_file) {
@@ -189,6 +339,13 @@ RunConfig RunConfig::resolve(const toml::table& user, const std::vector<std::str
   for (const auto& s : kPluginSections) {
     toml::table& section = *config.table_[s.section].as_table();
     const std::string name = *section["plugin"].value<std::string>();
+    if (name.empty() && s.kind == VL_PLUGIN_KIND_GENERATOR) {
+      const toml::table* given = section["config"].as_table();
+      if (given != nullptr && !given->empty()) {
+        throw ConfigError(source_of(*given) + ": generator.config is set but generator.plugin is empty");
+      }
+      continue;
+    }
     const PluginRecord& record = config.registry_->find(s.kind, name);
     const toml::table plugin_schema =
         parse_toml(record.defaults_toml, name + "/defaults.toml");
@@ -237,8 +394,18 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
   const int64_t batch_size = train_cfg.get_int_in("batch_size", 1, 1 << 20);
 
   Session s = open_session(config);
-  const auto seed = static_cast<uint64_t>(train_cfg.get_int("seed"));
-  auto stream = make_training_stream(regime, s.train, batch_size, seed);
+  StreamInputs inputs;
+  inputs.regime = regime;
+  inputs.train = s.train;
+  inputs.batch_size = batch_size;
+  inputs.seed = static_cast<uint64_t>(train_cfg.get_int("seed"));
+  inputs.grid = pixel_grid(config, *s.likelihood);
+  SyntheticImages synthetic;
+  if (regime_needs_synthetic(regime)) {
+    synthetic = load_synthetic(config, s);
+    inputs.synthetic = synthetic.images;
+  }
+  auto stream = make_training_stream(inputs, train_cfg);
   const Evaluator evaluator = make_evaluator(config, s);
 
   // Only now, with everything checked, the run folder is made.
@@ -275,6 +442,9 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
       {"eval_seconds", r.eval_seconds},
       {"train_images_per_second", static_cast<double>(r.images_seen) / std::max(r.train_seconds, 1e-9)},
       {"regime", regime},
+      {"synthetic_images", synthetic.images.defined() ? synthetic.images.size(0) : 0},
+      {"synthetic_source", synthetic.source},
+      {"synthetic_seconds", synthetic.seconds},
       {"model", config.plugin("model")},
       {"likelihood", s.likelihood->name()},
       {"dataset", s.dataset.name},
@@ -318,7 +488,11 @@ int64_t score_run(const fs::path& run_dir, const fs::path& data_file, const Scor
   }
   const RunStore store = RunStore::open(run_dir);
   toml::table table = read_toml_file(store.config_path());
-  if (!data_file.empty()) {
+  // --data names either a TOML file with a [data] table or a sample pool file.
+  fs::path pool_file;
+  if (!data_file.empty() && data_file.extension() != ".toml") {
+    pool_file = data_file;
+  } else if (!data_file.empty()) {
     const toml::table given = read_toml_file(data_file);
     for (const auto& [key, node] : given) {
       if (key.str() != "data") {
@@ -331,10 +505,28 @@ int64_t score_run(const fs::path& run_dir, const fs::path& data_file, const Scor
     table.insert_or_assign("data", *data);
   }
   const RunConfig config = RunConfig::resolve(table, {});
-  Session s = open_session(config);
+  // The data stay as stored (8-bit, or a memory-mapped pool); each batch is converted to float
+  // when it is scored, so float memory is bounded by eval.batch_size images.
+  Session s = open_session(config, /*preprocess=*/false);
   const fs::path checkpoint = store.checkpoint_path("last");
   if (!fs::exists(checkpoint)) throw Error(checkpoint.string() + ": no checkpoint to score with");
   load_module_state(s.model->module(), load_safetensors(checkpoint), checkpoint.string());
+  std::unique_ptr<PoolReader> pool;
+  if (!pool_file.empty()) {
+    const ImageSet& trained = s.dataset.train;
+    if (trained.continuous()) {
+      throw ConfigError(pool_file.string() + ": the run was trained on continuous images; an "
+                        "8-bit pool cannot be scored with it");
+    }
+    pool = std::make_unique<PoolReader>(pool_file.string());
+    const PoolHeader& h = pool->header();
+    if (h.channels != trained.channels || h.height != trained.height || h.width != trained.width) {
+      throw Error(pool_file.string() + ": pool images are " + std::to_string(h.channels) + "x" +
+                  std::to_string(h.height) + "x" + std::to_string(h.width) + " but the run's model takes " +
+                  std::to_string(trained.channels) + "x" + std::to_string(trained.height) + "x" +
+                  std::to_string(trained.width));
+    }
+  }
 
   const ConfigTable eval = config.section("eval");
   const int64_t batch = eval.get_int_in("batch_size", 1, INT64_MAX);
@@ -343,6 +535,7 @@ int64_t score_run(const fs::path& run_dir, const fs::path& data_file, const Scor
                               ? eval.sub("iwae").get_int_in("samples", 1, INT64_MAX)
                               : eval.get_int_in("elbo_samples", 1, INT64_MAX);
   const int64_t chunk = eval.sub("iwae").get_int_in("chunk", 1, INT64_MAX);
+  const std::string binarize = config.section("data").get_string("binarize");
   const torch::Device device = s.backend->device();
   s.model->module().eval();
   at::Generator generator =
@@ -357,11 +550,13 @@ int64_t score_run(const fs::path& run_dir, const fs::path& data_file, const Scor
       << "\n";
   out.precision(10);
   int64_t rows = 0;
-  const auto score_split = [&](const char* name, const torch::Tensor& images,
+  // Scores images [0, count) of one split; `load(start, n)` gives a float batch.
+  const auto score_split = [&](const char* name, int64_t count,
+                               const std::function<torch::Tensor(int64_t, int64_t)>& load,
                                const std::vector<int64_t>& labels) {
-    for (int64_t start = 0; start < images.size(0); start += batch) {
-      const int64_t end = std::min(images.size(0), start + batch);
-      const torch::Tensor x = images.slice(0, start, end).to(device);
+    for (int64_t start = 0; start < count; start += batch) {
+      const int64_t end = std::min(count, start + batch);
+      const torch::Tensor x = load(start, end - start).to(device);
       torch::NoGradGuard no_grad;
       const torch::Tensor score =
           options.metric == "iwae"
@@ -380,8 +575,27 @@ int64_t score_run(const fs::path& run_dir, const fs::path& data_file, const Scor
       }
     }
   };
-  if (options.split != "train") score_split("test", s.test, s.test_labels);
-  if (options.split != "test") score_split("train", s.train, s.dataset.train.labels);
+  const auto from_split = [&](const ImageSet& images) {
+    return [&images, &binarize](int64_t start, int64_t n) {
+      return to_float_range(images, start, n, binarize);
+    };
+  };
+  if (pool) {
+    const PoolReader& reader = *pool;
+    score_split("pool", reader.count(),
+                [&reader, &binarize](int64_t start, int64_t n) {
+                  const PoolHeader& h = reader.header();
+                  return bytes_to_float(reader.image(start), n, h.channels, h.height, h.width, binarize);
+                },
+                {});
+  } else {
+    if (options.split != "train") {
+      score_split("test", s.dataset.test.count, from_split(s.dataset.test), s.test_labels);
+    }
+    if (options.split != "test") {
+      score_split("train", s.dataset.train.count, from_split(s.dataset.train), s.dataset.train.labels);
+    }
+  }
   out.close();
   if (!out) throw Error(tmp.string() + ": write failed");
   std::error_code ec;

@@ -21,6 +21,12 @@ torch::Tensor randn_like(const torch::Tensor& like, at::Generator* generator) {
   return randn(like.sizes(), like.options(), generator);
 }
 
+torch::Tensor rand(at::IntArrayRef shape, const torch::TensorOptions& options,
+                   at::Generator& generator) {
+  torch::Tensor noise = at::rand(shape, generator, options.device(torch::kCPU));
+  return options.device().is_cpu() ? noise : noise.to(options.device());
+}
+
 torch::Tensor randperm(int64_t n, at::Generator& generator) {
   return at::randperm(n, generator, torch::TensorOptions().dtype(torch::kLong));
 }

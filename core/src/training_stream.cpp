@@ -1,11 +1,24 @@
 #include <vaelab/train/training_stream.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
 #include <torch/torch.h>
 
 #include <vaelab/error.hpp>
 #include <vaelab/torch_shim.hpp>
 
 namespace vaelab {
+namespace {
+
+std::string shape_string(at::IntArrayRef shape) {
+  std::ostringstream out;
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? "x" : "") << shape[i];
+  return out.str();
+}
+
+}  // namespace
 
 RealDataStream::RealDataStream(torch::Tensor data, int64_t batch_size, uint64_t seed)
     : data_(std::move(data)), batch_size_(batch_size), generator_(shim::make_cpu_generator(seed)) {
@@ -27,12 +40,122 @@ bool RealDataStream::next_batch(torch::Tensor& batch) {
   return true;
 }
 
-std::unique_ptr<TrainingStream> make_training_stream(const std::string& regime,
-                                                     const torch::Tensor& train,
-                                                     int64_t batch_size, uint64_t seed) {
-  if (regime == "normal") return std::make_unique<RealDataStream>(train, batch_size, seed);
-  throw ConfigError("train.regime: '" + regime +
-                    "' is not available in this build (available: normal)");
+AugmentedStream::AugmentedStream(std::string regime, torch::Tensor data, int64_t batch_size,
+                                 uint64_t seed, AugmentSettings settings, PixelGrid grid)
+    : regime_(std::move(regime)),
+      real_(std::move(data), batch_size, seed),
+      settings_(settings),
+      grid_(grid),
+      // Its own stream, so the batch order is the same as normal training's with the same seed.
+      generator_(shim::make_cpu_generator(seed ^ 0x61756720ULL)) {}
+
+bool AugmentedStream::next_batch(torch::Tensor& batch) {
+  torch::Tensor real;
+  if (!real_.next_batch(real)) return false;
+  batch = augment_batch(real, settings_, grid_, generator_);
+  return true;
+}
+
+CyclingSampler::CyclingSampler(torch::Tensor data, uint64_t seed)
+    : data_(std::move(data)), generator_(shim::make_cpu_generator(seed)) {}
+
+torch::Tensor CyclingSampler::take(int64_t n) {
+  std::vector<torch::Tensor> parts;
+  while (n > 0) {
+    if (!order_.defined() || position_ >= data_.size(0)) {
+      order_ = shim::randperm(data_.size(0), generator_);
+      position_ = 0;
+    }
+    const int64_t k = std::min(n, data_.size(0) - position_);
+    parts.push_back(order_.slice(0, position_, position_ + k));
+    position_ += k;
+    n -= k;
+  }
+  if (parts.empty()) return data_.slice(0, 0, 0);
+  return data_.index_select(0, parts.size() == 1 ? parts[0] : torch::cat(parts));
+}
+
+SyntheticStream::SyntheticStream(std::string regime, torch::Tensor real, torch::Tensor synthetic,
+                                 double real_fraction, int64_t batch_size, uint64_t seed)
+    : regime_(std::move(regime)),
+      epoch_size_(real.size(0)),
+      real_fraction_(real_fraction),
+      batch_size_(batch_size),
+      real_(real, seed),
+      synthetic_(synthetic, seed ^ 0x73796e74ULL) {
+  if (batch_size_ < 1) throw ConfigError("train.batch_size: must be at least 1");
+  if (real.size(0) == 0) throw Error("the training set is empty");
+  if (real_fraction_ < 1 && synthetic.size(0) == 0) throw Error("the synthetic pool is empty");
+  if (real_fraction_ < 1 && synthetic.sizes().slice(1) != real.sizes().slice(1)) {
+    throw Error("synthetic images are " + shape_string(synthetic.sizes().slice(1)) +
+                " but the training images are " + shape_string(real.sizes().slice(1)));
+  }
+}
+
+void SyntheticStream::begin_epoch(int64_t /*epoch*/) { position_ = 0; }
+
+bool SyntheticStream::next_batch(torch::Tensor& batch) {
+  if (position_ >= epoch_size_) return false;
+  const int64_t end = std::min(epoch_size_, position_ + batch_size_);
+  // Real images up to here: round(fraction × images so far), so the epoch's ratio is exact
+  // however the batches divide it.
+  const auto real_until = [&](int64_t images) {
+    return static_cast<int64_t>(std::llround(real_fraction_ * static_cast<double>(images)));
+  };
+  const int64_t n_real = real_until(end) - real_until(position_);
+  const int64_t n_synthetic = (end - position_) - n_real;
+  if (n_real == 0) {
+    batch = synthetic_.take(n_synthetic);
+  } else if (n_synthetic == 0) {
+    batch = real_.take(n_real);
+  } else {
+    batch = torch::cat({real_.take(n_real), synthetic_.take(n_synthetic)});
+  }
+  real_served_ += n_real;
+  position_ = end;
+  return true;
+}
+
+const std::vector<std::string>& regime_names() {
+  static const std::vector<std::string> names = {"normal", "augment-naive", "augment-tuned",
+                                                 "synthetic", "mixed"};
+  return names;
+}
+
+bool regime_needs_synthetic(const std::string& regime) {
+  return regime == "synthetic" || regime == "mixed";
+}
+
+std::unique_ptr<TrainingStream> make_training_stream(const StreamInputs& in,
+                                                     const ConfigTable& train) {
+  const auto& names = regime_names();
+  if (std::find(names.begin(), names.end(), in.regime) == names.end()) {
+    const std::string near = closest_match(in.regime, names);
+    throw ConfigError(train.key_path("regime") + ": unknown regime '" + in.regime + "'" +
+                      (near.empty() ? "" : " (did you mean '" + near + "'?)") +
+                      "; known: normal, augment-naive, augment-tuned, synthetic, mixed");
+  }
+  if (in.regime == "normal") return std::make_unique<RealDataStream>(in.train, in.batch_size, in.seed);
+  if (in.regime == "augment-naive" || in.regime == "augment-tuned") {
+    const AugmentSettings settings =
+        AugmentSettings::from_config(in.regime, in.train.size(1), train.sub("augment"));
+    return std::make_unique<AugmentedStream>(in.regime, in.train, in.batch_size, in.seed,
+                                             settings, in.grid);
+  }
+  if (!in.synthetic.defined()) {
+    throw ConfigError(train.key_path("regime") + " = \"" + in.regime +
+                      "\" needs synthetic images: set generator.directory or generator.pool");
+  }
+  double real_fraction = 0;
+  if (in.regime == "mixed") {
+    const ConfigTable mixed = train.sub("mixed");
+    real_fraction = mixed.get_double("real_fraction");
+    if (!(real_fraction >= 0 && real_fraction <= 1)) {
+      throw ConfigError(mixed.key_path("real_fraction") + ": must be in [0, 1]");
+    }
+  }
+  return std::make_unique<SyntheticStream>(in.regime, in.train, in.synthetic, real_fraction,
+                                           in.batch_size, in.seed);
 }
 
 }  // namespace vaelab

@@ -7,10 +7,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include <vaelab/data_source.hpp>
+#include <vaelab/io/pool.hpp>
 
 namespace fs = std::filesystem;
 using Catch::Contains;
@@ -40,7 +44,7 @@ std::string slurp(const fs::path& p) {
 }
 
 /// Runs the vaelab command with `args` (shell words) and `env` prefix; captures both streams.
-Result vaelab(const std::string& args, const std::string& env = "") {
+Result run_vaelab(const std::string& args, const std::string& env = "") {
   static int counter = 0;
   const fs::path out = work_dir() / ("out" + std::to_string(counter) + ".txt");
   const fs::path err = work_dir() / ("err" + std::to_string(counter++) + ".txt");
@@ -95,9 +99,9 @@ bool finite_number(const json& v) { return v.is_number() && std::isfinite(v.get<
 }  // namespace
 
 TEST_CASE("vaelab --version names the version, ABI and fingerprint", "[e2e]") {
-  const Result r = vaelab("--version");
+  const Result r = run_vaelab("--version");
   REQUIRE(r.code == 0);
-  REQUIRE_THAT(r.out, Contains("vaelab 0.1.0") && Contains("plugin ABI 1.0") && Contains("cxx11abi="));
+  REQUIRE_THAT(r.out, Contains("vaelab 0.1.0") && Contains("plugin ABI 2.0") && Contains("cxx11abi="));
 }
 
 TEST_CASE("vaelab plugins --json lists the three plugins ok and a broken file with its category", "[e2e]") {
@@ -106,7 +110,7 @@ TEST_CASE("vaelab plugins --json lists the three plugins ok and a broken file wi
   std::ofstream(broken_dir / "libvaelab-model-broken.so") << "this is not a library\n";
   fs::permissions(broken_dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                                   fs::perms::others_read | fs::perms::others_exec);
-  const Result r = vaelab("plugins --json", "VAELAB_PLUGIN_PATH='" + broken_dir.string() + "'");
+  const Result r = run_vaelab("plugins --json", "VAELAB_PLUGIN_PATH='" + broken_dir.string() + "'");
   REQUIRE(r.code == 0);
   const json list = json::parse(r.out);
   REQUIRE(list.is_array());
@@ -129,10 +133,10 @@ TEST_CASE("vaelab plugins --json lists the three plugins ok and a broken file wi
 }
 
 TEST_CASE("vaelab plugins show prints the defaults", "[e2e]") {
-  const Result r = vaelab("plugins show vae-mlp");
+  const Result r = run_vaelab("plugins show vae-mlp");
   REQUIRE(r.code == 0);
   REQUIRE_THAT(r.out, Contains("hidden = [512, 512]") && Contains("latent = 16"));
-  const Result missing = vaelab("plugins show vae-nope");
+  const Result missing = run_vaelab("plugins show vae-nope");
   REQUIRE(missing.code != 0);
   REQUIRE_THAT(missing.err, Contains("no plugin named 'vae-nope'"));
 }
@@ -141,7 +145,7 @@ TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it",
   REQUIRE(fs::exists(kFashion));  // from the dataset-fashion-mnist package
   const fs::path config = write_config("small.toml", kSmallRun);
   const fs::path run = work_dir() / "run-small";
-  const Result r = vaelab("train '" + config.string() + "' --out '" + run.string() + "'");
+  const Result r = run_vaelab("train '" + config.string() + "' --out '" + run.string() + "'");
   INFO(r.err);
   REQUIRE(r.code == 0);
   REQUIRE_THAT(r.out, Contains(run.string()));
@@ -183,7 +187,7 @@ TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it",
   REQUIRE_THAT(slurp(run / "train.log"), Contains("epoch 2: ELBO train"));
 
   // eval: the checkpoint reproduces the final numbers.
-  const Result e = vaelab("eval '" + run.string() + "' --json");
+  const Result e = run_vaelab("eval '" + run.string() + "' --json");
   INFO(e.err);
   REQUIRE(e.code == 0);
   const json ev = json::parse(e.out);
@@ -191,7 +195,7 @@ TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it",
   REQUIRE(ev["elbo_train_nats"].get<double>() == Approx(summary["elbo_train_nats"].get<double>()).epsilon(1e-4));
 
   // Every metric runs on the finished run and gives finite numbers under summary.json's keys.
-  const Result all = vaelab("eval '" + run.string() + "' --metrics elbo,iwae,amortization,robustness,probe --json");
+  const Result all = run_vaelab("eval '" + run.string() + "' --metrics elbo,iwae,amortization,robustness,probe --json");
   INFO(all.err);
   REQUIRE(all.code == 0);
   const json m = json::parse(all.out);
@@ -203,12 +207,12 @@ TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it",
   }
   REQUIRE(m["iwae_test_nats"].get<double>() >= m["elbo_test_nats"].get<double>() - 5.0);
   REQUIRE(m["probe_accuracy"].get<double>() > 0.2);  // 10 classes: chance is 0.1
-  const Result typo = vaelab("eval '" + run.string() + "' --metrics elbo,iwea");
+  const Result typo = run_vaelab("eval '" + run.string() + "' --metrics elbo,iwea");
   REQUIRE(typo.code != 0);
   REQUIRE_THAT(typo.err, Contains("unknown metric 'iwea'") && Contains("did you mean 'iwae'?"));
 
   // score: one row per test image, −ELBO in nats.
-  const Result scored = vaelab("score '" + run.string() + "' --out '" + (run / "scores.csv").string() + "'");
+  const Result scored = run_vaelab("score '" + run.string() + "' --out '" + (run / "scores.csv").string() + "'");
   INFO(scored.err);
   REQUIRE(scored.code == 0);
   std::ifstream csv(run / "scores.csv");
@@ -223,7 +227,7 @@ TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it",
 
   // A second run into the same folder is refused and the first run is untouched.
   const std::string before = slurp(run / "summary.json");
-  const Result again = vaelab("train '" + config.string() + "' --out '" + run.string() + "'");
+  const Result again = run_vaelab("train '" + config.string() + "' --out '" + run.string() + "'");
   REQUIRE(again.code != 0);
   REQUIRE_THAT(again.err, Contains("already holds a run"));
   REQUIRE(slurp(run / "summary.json") == before);
@@ -231,31 +235,167 @@ TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it",
 
 TEST_CASE("user errors are one line on stderr naming the place, and a non-zero exit", "[e2e]") {
   const fs::path typo = write_config("typo.toml", "[train]\nepochs = 2\nbatchsize = 3\n");
-  Result r = vaelab("train '" + typo.string() + "'");
+  Result r = run_vaelab("train '" + typo.string() + "'");
   REQUIRE(r.code != 0);
   REQUIRE_THAT(r.err, Contains(typo.string() + ":3:1") && Contains("did you mean 'batch_size'?"));
   REQUIRE(std::count(r.err.begin(), r.err.end(), '\n') == 1);
 
   const fs::path plugin_typo = write_config("plugin-typo.toml", "[model.config]\nhiden = [8]\n");
-  r = vaelab("train '" + plugin_typo.string() + "'");
+  r = run_vaelab("train '" + plugin_typo.string() + "'");
   REQUIRE(r.code != 0);
   REQUIRE_THAT(r.err, Contains("unknown key 'model.config.hiden'") && Contains("did you mean 'hidden'?"));
 
   const fs::path good = write_config("good.toml", kSmallRun);
-  r = vaelab("train '" + good.string() + "' --set train.epochs=two");
+  r = run_vaelab("train '" + good.string() + "' --set train.epochs=two");
   REQUIRE(r.code != 0);
   REQUIRE_THAT(r.err, Contains("--set train.epochs=two") && Contains("expected an integer"));
 
-  r = vaelab("train '" + good.string() + "' --set model.plugin=vae-mpl");
+  r = run_vaelab("train '" + good.string() + "' --set model.plugin=vae-mpl");
   REQUIRE(r.code != 0);
   REQUIRE_THAT(r.err, Contains("no model plugin named 'vae-mpl'") && Contains("did you mean 'vae-mlp'?"));
 
-  r = vaelab("train '" + (work_dir() / "missing.toml").string() + "'");
+  r = run_vaelab("train '" + (work_dir() / "missing.toml").string() + "'");
   REQUIRE(r.code != 0);
   REQUIRE_THAT(r.err, Contains("missing.toml: no such config file"));
 
-  r = vaelab("train '" + good.string() + "' --set data.config.train_images=/nonexistent.gz");
+  r = run_vaelab("train '" + good.string() + "' --set data.config.train_images=/nonexistent.gz");
   REQUIRE(r.code != 0);
   REQUIRE_THAT(r.err, Contains("/nonexistent.gz"));
   REQUIRE(r.err.find("terminate") == std::string::npos);
+}
+
+TEST_CASE("train on ppca-world reports its exact log-likelihood above the ELBO", "[e2e][ppca]") {
+  const std::string world = R"(
+[data]
+plugin = "ppca-world"
+[data.config]
+height = 8
+width = 8
+latent = 4
+noise = 0.1
+train_size = 512
+test_size = 256
+[model]
+plugin = "vae-mlp"
+[model.config]
+hidden = [64]
+latent = 4
+[likelihood]
+name = "gaussian"
+sigma = 0.1
+[train]
+epochs = 3
+batch_size = 64
+[eval]
+every_epochs = 3
+[eval.iwae]
+every_epochs = 3
+samples = 50
+images = 64
+)";
+  const fs::path config = write_config("ppca.toml", world);
+  const fs::path run = work_dir() / "run-ppca";
+  const Result r = run_vaelab("train '" + config.string() + "' --out '" + run.string() + "'");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const json summary = json::parse(slurp(run / "summary.json"));
+  REQUIRE(summary["dataset"] == "ppca-world");
+  const double exact = summary["exact_log_likelihood_test_nats"].get<double>();
+  REQUIRE(std::isfinite(exact));
+  // No model beats the true density on average (Gibbs' inequality), and a bound sits below it.
+  REQUIRE(summary["elbo_test_nats"].get<double>() < exact);
+  REQUIRE(summary["iwae_exact_gap_nats"].get<double>() > 0);
+  REQUIRE(!summary.contains("bits_per_dim_test"));  // a density on the reals is no code length
+
+  // A likelihood that needs 8-bit or binary data is refused before the run folder exists.
+  const Result bad = run_vaelab("train '" + config.string() + "' --set likelihood.name=mol --out '" +
+                            (work_dir() / "run-ppca-mol").string() + "'");
+  REQUIRE(bad.code != 0);
+  REQUIRE_THAT(bad.err, Contains("continuous images") && Contains("gaussian"));
+  REQUIRE(!fs::exists(work_dir() / "run-ppca-mol"));
+}
+
+TEST_CASE("every training regime trains, synthetic ones from a pool file", "[e2e][regimes]") {
+  // A pool of 2 x 256 "synthetic" images: stripes, unlike any Fashion-MNIST image.
+  const fs::path pool = work_dir() / "stripes.pool";
+  {
+    vaelab::PoolHeader header;
+    header.generator = "test-stripes";
+    header.generator_version = "1";
+    header.config_hash = "0";
+    header.provenance = "{}";
+    header.channels = 1;
+    header.height = 32;
+    header.width = 32;
+    vaelab::PoolWriter writer(pool.string(), header);
+    vaelab::ImageSet images;
+    images.count = 512;
+    images.channels = 1;
+    images.height = 32;
+    images.width = 32;
+    images.labels.assign(512, -1);
+    std::vector<uint64_t> seeds(512);
+    for (int64_t i = 0; i < 512; ++i) {
+      seeds[static_cast<size_t>(i)] = static_cast<uint64_t>(i);
+      for (int64_t p = 0; p < 1024; ++p) images.pixels.push_back(((p % 32) + i) % 8 < 4 ? 255 : 0);
+    }
+    writer.append(images, seeds);
+    writer.commit();
+  }
+  const std::string base = std::string(R"(
+[data]
+plugin = "idx"
+train_size = 256
+test_size = 256
+[model]
+plugin = "vae-mlp"
+[model.config]
+hidden = [128]
+[train]
+epochs = 2
+batch_size = 64
+[eval]
+every_epochs = 2
+[generator]
+pool = ")") + pool.string() + R"("
+[train.synthetic]
+k = 2
+)";
+  const fs::path config = write_config("regimes.toml", base);
+  std::map<std::string, json> summaries;
+  for (const std::string regime : {"normal", "augment-naive", "augment-tuned", "synthetic", "mixed"}) {
+    const fs::path run = work_dir() / ("run-" + regime);
+    const Result r = run_vaelab("train '" + config.string() + "' --set train.regime=" + regime + " --out '" +
+                            run.string() + "'");
+    INFO(regime << ": " << r.err);
+    REQUIRE(r.code == 0);
+    summaries[regime] = json::parse(slurp(run / "summary.json"));
+    REQUIRE(summaries[regime]["regime"] == regime);
+    REQUIRE(summaries[regime]["images_seen"] == 512);  // 2 effective epochs of |D_train| = 256
+    REQUIRE(finite_number(summaries[regime]["elbo_test_nats"]));
+  }
+  REQUIRE(summaries["synthetic"]["synthetic_images"] == 512);
+  REQUIRE(summaries["mixed"]["synthetic_images"] == 512);
+  REQUIRE(summaries["normal"]["synthetic_images"] == 0);
+  // Trained on stripes only, the VAE fits real test images far worse than one trained on them;
+  // half real data recovers much of it.
+  const double normal = summaries["normal"]["elbo_test_nats"].get<double>();
+  const double synthetic = summaries["synthetic"]["elbo_test_nats"].get<double>();
+  const double mixed = summaries["mixed"]["elbo_test_nats"].get<double>();
+  REQUIRE(synthetic < normal - 50);
+  REQUIRE(mixed > synthetic + 25);
+
+  // A pool too small for k, and a synthetic regime with no source, are refused up front.
+  const Result small = run_vaelab("train '" + config.string() + "' --set train.regime=synthetic --set train.synthetic.k=3 --out '" +
+                              (work_dir() / "run-k3").string() + "'");
+  REQUIRE(small.code != 0);
+  REQUIRE_THAT(small.err, Contains("holds 512 images") && Contains("k = 3"));
+  const Result none = run_vaelab("train '" + write_config("nogen.toml", kSmallRun).string() +
+                             "' --set train.regime=synthetic --out '" + (work_dir() / "run-nogen").string() + "'");
+  REQUIRE(none.code != 0);
+  REQUIRE_THAT(none.err, Contains("generator.pool"));
+  const Result typo = run_vaelab("train '" + config.string() + "' --set train.regime=synthetc --out '" +
+                             (work_dir() / "run-typo").string() + "'");
+  REQUIRE(typo.code != 0);
+  REQUIRE_THAT(typo.err, Contains("did you mean 'synthetic'?"));
 }

@@ -9,15 +9,20 @@
 namespace vaelab {
 
 /// Images as stored: uint8, N×C×H×W, row-major, plus one integer label per image (-1 if none).
+/// A dataset that is not 8-bit (a synthetic world with a known density, e.g. ppca-world) fills
+/// `values` instead of `pixels`: continuous images that models see as they are, unscaled.
 struct ImageSet {
   int64_t count = 0;
   int64_t channels = 0;
   int64_t height = 0;
   int64_t width = 0;
-  std::vector<uint8_t> pixels;  ///< count * channels * height * width bytes
+  std::vector<uint8_t> pixels;  ///< count * channels * height * width bytes (8-bit images)
+  std::vector<float> values;    ///< count * channels * height * width floats (continuous images)
   std::vector<int64_t> labels;  ///< count entries
 
   int64_t image_bytes() const { return channels * height * width; }
+  /// True for continuous images (`values`), false for 8-bit ones (`pixels`).
+  bool continuous() const { return !values.empty(); }
 };
 
 /// A file a dataset was read from, so a run records exactly what it trained on.
@@ -43,6 +48,12 @@ class DataSource {
  public:
   virtual ~DataSource() = default;
   virtual Dataset open() = 0;
+  /// The exact log-density, in nats, of each image under the true data distribution, for a
+  /// source that knows it (a synthetic world); empty when unknown, as for every real dataset.
+  virtual std::vector<double> exact_log_likelihood(const ImageSet& images) const {
+    (void)images;
+    return {};
+  }
 };
 
 template <>
@@ -50,7 +61,7 @@ struct PluginKindOf<DataSource> {
   static constexpr vl_plugin_kind value = VL_PLUGIN_KIND_DATA_SOURCE;
 };
 
-/// Zero-pads every image symmetrically to height×width (e.g. 28→32); the images must not be
+/// Zero-pads every image (8-bit or continuous) symmetrically to height×width (e.g. 28→32); the images must not be
 /// larger. Throws vaelab::Error when they are.
 void pad_images(ImageSet& images, int64_t height, int64_t width);
 

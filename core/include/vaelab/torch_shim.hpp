@@ -19,6 +19,11 @@ torch::Tensor randn_like(const torch::Tensor& like, at::Generator* generator);
 torch::Tensor randn(at::IntArrayRef shape, const torch::TensorOptions& options,
                     at::Generator* generator);
 
+/// Uniform noise in [0, 1) of `shape`, drawn on the CPU from `generator` and moved to the options'
+/// device.
+torch::Tensor rand(at::IntArrayRef shape, const torch::TensorOptions& options,
+                   at::Generator& generator);
+
 /// A random permutation of 0..n-1 drawn from `generator` (CPU, int64).
 torch::Tensor randperm(int64_t n, at::Generator& generator);
 

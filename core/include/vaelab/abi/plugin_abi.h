@@ -29,7 +29,7 @@
 extern "C" {
 #endif
 
-#define VL_ABI_VERSION_MAJOR 1
+#define VL_ABI_VERSION_MAJOR 2
 #define VL_ABI_VERSION_MINOR 0
 
 /* The one symbol a plugin library exports. */

@@ -64,10 +64,12 @@ struct ScoreOptions {
 
 /// `vaelab score`: per image of a dataset, −ELBO (or −IWAE) in nats and, for a discrete
 /// likelihood, bits per dimension — the anomaly score and the code length of a trained VAE.
-/// `data_file` is a TOML file with one [data] table (as in a run config: plugin, config, sizes);
-/// empty = the run's own data. Images are scored in batches (the run's eval.batch_size), so the
-/// float memory is bounded by a batch; the data source's uint8 images are held whole. Rows are
-/// written to `out_csv` (through a temporary file renamed at the end). Returns the rows written.
+/// `data_file` is either a TOML file (extension .toml) with one [data] table (as in a run config:
+/// plugin, config, sizes) or a sample pool file (vaelab generator sample), scored whole; empty =
+/// the run's own data. Images stay as stored — 8-bit in memory for a data source, memory-mapped
+/// for a pool — and are converted to float one batch (the run's eval.batch_size) at a time, so a
+/// pool of any size is scored in bounded memory. Rows are written to `out_csv` (through a
+/// temporary file renamed at the end). Returns the rows written.
 int64_t score_run(const std::filesystem::path& run_dir, const std::filesystem::path& data_file,
                   const ScoreOptions& options, const std::filesystem::path& out_csv);
 

@@ -28,11 +28,23 @@ struct Session {
   torch::Tensor train_eval;  ///< what the train ELBO is measured on
   torch::Tensor test;
   std::vector<int64_t> test_labels;  ///< -1 where unlabelled
+  /// log p(x) of each test image under the true distribution, when the data source knows it.
+  std::vector<double> test_exact_log_likelihood;
   int64_t params_total = 0;
   int64_t params_latent_adjacent = 0;  ///< |Θ_z|
 };
 
-Session open_session(const RunConfig& config);
+/// With preprocess = false, `train`, `train_eval` and `test` stay undefined: the caller converts
+/// the stored images itself (vaelab score, batch by batch).
+Session open_session(const RunConfig& config, bool preprocess = true);
+
+/// The [data] section's data source and its Dataset with the configured train/test subsets
+/// applied (data.train_size, data.test_size, data.subset_seed), as stored: not preprocessed.
+struct OpenedData {
+  PluginPtr<DataSource> source;
+  Dataset dataset;
+};
+OpenedData open_dataset(const RunConfig& config);
 
 /// What an evaluation point measures in this session.
 EvalData eval_data(const Session& session);
