@@ -215,6 +215,50 @@ struct SyntheticImages {
   double seconds = 0;   ///< reading or sampling them
 };
 
+/// Synthetic images must have the training images' shape.
+void check_image_shape(const ImageSet& real, int64_t c, int64_t h, int64_t w, const std::string& what) {
+  if (c != real.channels || h != real.height || w != real.width) {
+    throw Error(what + " holds " + std::to_string(c) + "x" + std::to_string(h) + "x" +
+                std::to_string(w) + " images but the training images are " +
+                std::to_string(real.channels) + "x" + std::to_string(real.height) + "x" +
+                std::to_string(real.width));
+  }
+}
+
+/// The fitted generator in `directory` (vaelab generator fit), attached to `backend`.
+PluginPtr<Generator> open_generator(const std::string& directory, Backend& backend,
+                                    std::string& name) {
+  const fs::path gen_config_file = fs::path(directory) / "config.toml";
+  if (!fs::is_regular_file(gen_config_file)) {
+    throw ConfigError("generator.directory = \"" + directory + "\": " + gen_config_file.string() +
+                      " not found (make one with vaelab generator fit)");
+  }
+  const RunConfig gen_run = RunConfig::load(gen_config_file, {});
+  name = gen_run.plugin("generator");
+  PluginPtr<Generator> generator =
+      gen_run.registry().create<Generator>(name, gen_run.plugin_config("generator"));
+  generator->attach(backend);
+  generator->load(directory);
+  return generator;
+}
+
+/// `n` images sampled with seeds first_seed, ..., preprocessed like the real ones.
+torch::Tensor sample_preprocessed(
+    Generator& generator, uint64_t first_seed, int64_t n, const std::string& binarize,
+    const std::function<void(int64_t, int64_t, int64_t, const std::string&)>& check_shape) {
+  std::vector<torch::Tensor> parts;
+  constexpr int64_t kChunk = 1000;
+  for (int64_t done = 0; done < n; done += kChunk) {
+    const int64_t m = std::min(kChunk, n - done);
+    const ImageSet images = generator.sample(m, first_seed + static_cast<uint64_t>(done));
+    check_shape(images.channels, images.height, images.width, "the generator's sample");
+    if (images.count != m) throw Error("the generator returned " + std::to_string(images.count) +
+                                       " images for " + std::to_string(m));
+    parts.push_back(to_float_images(images, binarize));
+  }
+  return parts.empty() ? torch::Tensor() : torch::cat(parts);
+}
+
 /// Takes k × |D_train| images ([train.synthetic] k) from generator.pool (a pool file) or samples
 /// them from generator.directory (a fitted generator) with seeds first_seed, first_seed + 1, ...
 SyntheticImages load_synthetic(const RunConfig& config, Session& s) {
@@ -232,14 +276,10 @@ SyntheticImages load_synthetic(const RunConfig& config, Session& s) {
   const int64_t needed = k * s.dataset.train.count;
   const std::string binarize = config.section("data").get_string("binarize");
   const ImageSet& real = s.dataset.train;
-  const auto check_shape = [&](int64_t c, int64_t h, int64_t w, const std::string& what) {
-    if (c != real.channels || h != real.height || w != real.width) {
-      throw Error(what + " holds " + std::to_string(c) + "x" + std::to_string(h) + "x" +
-                  std::to_string(w) + " images but the training images are " +
-                  std::to_string(real.channels) + "x" + std::to_string(real.height) + "x" +
-                  std::to_string(real.width));
-    }
+  const auto check_shape = [&real](int64_t c, int64_t h, int64_t w, const std::string& what) {
+    check_image_shape(real, c, h, w, what);
   };
+
   if (real.continuous()) {
     throw ConfigError("the synthetic and mixed regimes need 8-bit images; data.plugin = \"" +
                       config.plugin("data") + "\" gives continuous ones");
@@ -265,26 +305,9 @@ SyntheticImages load_synthetic(const RunConfig& config, Session& s) {
     logger().info("synthetic: {} images from pool {} ({} {})", needed, pool, h.generator,
                   h.generator_version);
   } else {
-    const fs::path gen_config_file = fs::path(directory) / "config.toml";
-    if (!fs::is_regular_file(gen_config_file)) {
-      throw ConfigError("generator.directory = \"" + directory + "\": " +
-                        gen_config_file.string() + " not found (make one with vaelab generator fit)");
-    }
-    const RunConfig gen_run = RunConfig::load(gen_config_file, {});
-    const std::string name = gen_run.plugin("generator");
-    PluginPtr<Generator> generator =
-        gen_run.registry().create<Generator>(name, gen_run.plugin_config("generator"));
-    generator->attach(*s.backend);
-    generator->load(directory);
-    std::vector<torch::Tensor> parts;
-    constexpr int64_t kChunk = 1000;
-    for (int64_t done = 0; done < needed; done += kChunk) {
-      const int64_t n = std::min(kChunk, needed - done);
-      const ImageSet images = generator->sample(n, first_seed + static_cast<uint64_t>(done));
-      check_shape(images.channels, images.height, images.width, "generator " + directory);
-      parts.push_back(to_float_images(images, binarize));
-    }
-    out.images = torch::cat(parts);
+    std::string name;
+    PluginPtr<Generator> generator = open_generator(directory, *s.backend, name);
+    out.images = sample_preprocessed(*generator, first_seed, needed, binarize, check_shape);
     out.source = directory;
     logger().info("synthetic: sampled {} images from {} ({}) in {:.1f} s", needed, directory, name,
                   seconds_since(start));
@@ -401,7 +424,32 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
   inputs.seed = static_cast<uint64_t>(train_cfg.get_int("seed"));
   inputs.grid = pixel_grid(config, *s.likelihood);
   SyntheticImages synthetic;
-  if (regime_needs_synthetic(regime)) {
+  PluginPtr<Generator> fresh_generator;  // outlives the stream that samples it
+  if (regime_needs_synthetic(regime) && train_cfg.sub("synthetic").get_bool("fresh")) {
+    const std::string directory = config.section("generator").get_string("directory");
+    if (directory.empty()) {
+      throw ConfigError("train.synthetic.fresh = true samples a fitted generator every epoch: set "
+                        "generator.directory (a pool file cannot make new images)");
+    }
+    if (s.dataset.train.continuous()) {
+      throw ConfigError("the synthetic and mixed regimes need 8-bit images; data.plugin = \"" +
+                        config.plugin("data") + "\" gives continuous ones");
+    }
+    std::string name;
+    fresh_generator = open_generator(directory, *s.backend, name);
+    const std::string binarize = config.section("data").get_string("binarize");
+    const ImageSet& real = s.dataset.train;
+    const auto check_shape = [&real](int64_t c, int64_t h, int64_t w, const std::string& what) {
+      check_image_shape(real, c, h, w, what);
+    };
+    Generator* gen = fresh_generator.get();
+    inputs.producer = [gen, binarize, check_shape](uint64_t first, int64_t n) {
+      return sample_preprocessed(*gen, first, n, binarize, check_shape);
+    };
+    inputs.first_seed = static_cast<uint64_t>(train_cfg.sub("synthetic").get_int_in("first_seed", 0, INT64_MAX));
+    synthetic.source = directory + " (fresh every epoch)";
+    logger().info("synthetic: fresh samples from {} ({}) every epoch, made in the background", directory, name);
+  } else if (regime_needs_synthetic(regime)) {
     synthetic = load_synthetic(config, s);
     inputs.synthetic = synthetic.images;
   }

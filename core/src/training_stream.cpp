@@ -82,7 +82,7 @@ SyntheticStream::SyntheticStream(std::string regime, torch::Tensor real, torch::
       real_fraction_(real_fraction),
       batch_size_(batch_size),
       real_(real, seed),
-      synthetic_(synthetic, seed ^ 0x73796e74ULL) {
+      seed_(seed) {
   if (batch_size_ < 1) throw ConfigError("train.batch_size: must be at least 1");
   if (real.size(0) == 0) throw Error("the training set is empty");
   if (real_fraction_ < 1 && synthetic.size(0) == 0) throw Error("the synthetic pool is empty");
@@ -90,9 +90,63 @@ SyntheticStream::SyntheticStream(std::string regime, torch::Tensor real, torch::
     throw Error("synthetic images are " + shape_string(synthetic.sizes().slice(1)) +
                 " but the training images are " + shape_string(real.sizes().slice(1)));
   }
+  synthetic_ = std::make_unique<CyclingSampler>(synthetic, seed ^ 0x73796e74ULL);
 }
 
-void SyntheticStream::begin_epoch(int64_t /*epoch*/) { position_ = 0; }
+SyntheticStream::SyntheticStream(std::string regime, torch::Tensor real, Producer producer,
+                                 uint64_t first_seed, double real_fraction, int64_t batch_size,
+                                 uint64_t seed)
+    : regime_(std::move(regime)),
+      epoch_size_(real.size(0)),
+      real_fraction_(real_fraction),
+      batch_size_(batch_size),
+      real_(real, seed),
+      seed_(seed),
+      producer_(std::move(producer)),
+      first_seed_(first_seed) {
+  if (batch_size_ < 1) throw ConfigError("train.batch_size: must be at least 1");
+  if (real.size(0) == 0) throw Error("the training set is empty");
+}
+
+SyntheticStream::~SyntheticStream() {
+  // A sample still being made is waited for (and its error dropped): the producer must not
+  // outlive what it uses.
+  if (next_.valid()) {
+    try {
+      next_.wait();
+    } catch (...) {
+    }
+  }
+}
+
+int64_t SyntheticStream::synthetic_per_epoch() const {
+  return epoch_size_ - static_cast<int64_t>(std::llround(real_fraction_ * static_cast<double>(epoch_size_)));
+}
+
+std::future<torch::Tensor> SyntheticStream::produce(int64_t epoch) {
+  const int64_t n = synthetic_per_epoch();
+  const uint64_t first = first_seed_ + static_cast<uint64_t>(epoch) * static_cast<uint64_t>(n);
+  return std::async(std::launch::async, [this, first, n] { return producer_(first, n); });
+}
+
+void SyntheticStream::begin_epoch(int64_t epoch) {
+  position_ = 0;
+  if (!producer_ || synthetic_per_epoch() == 0) return;
+  if (!next_.valid() || next_epoch_ != epoch) {
+    if (next_.valid()) next_.wait();
+    next_ = produce(epoch);
+  }
+  const torch::Tensor images = next_.get();
+  if (images.size(0) != synthetic_per_epoch() ||
+      images.sizes().slice(1) != real_.sample_shape()) {
+    throw Error("the synthetic producer made " + shape_string(images.sizes()) + " for an epoch that needs " +
+                std::to_string(synthetic_per_epoch()) + " images of " + shape_string(real_.sample_shape()));
+  }
+  synthetic_ = std::make_unique<CyclingSampler>(images, seed_ ^ (0x73796e74ULL + static_cast<uint64_t>(epoch)));
+  // The next epoch's images are made while this one trains.
+  next_ = produce(epoch + 1);
+  next_epoch_ = epoch + 1;
+}
 
 bool SyntheticStream::next_batch(torch::Tensor& batch) {
   if (position_ >= epoch_size_) return false;
@@ -104,12 +158,13 @@ bool SyntheticStream::next_batch(torch::Tensor& batch) {
   };
   const int64_t n_real = real_until(end) - real_until(position_);
   const int64_t n_synthetic = (end - position_) - n_real;
+  if (n_synthetic > 0 && !synthetic_) throw Error("SyntheticStream: begin_epoch was not called");
   if (n_real == 0) {
-    batch = synthetic_.take(n_synthetic);
+    batch = synthetic_->take(n_synthetic);
   } else if (n_synthetic == 0) {
     batch = real_.take(n_real);
   } else {
-    batch = torch::cat({real_.take(n_real), synthetic_.take(n_synthetic)});
+    batch = torch::cat({real_.take(n_real), synthetic_->take(n_synthetic)});
   }
   real_served_ += n_real;
   position_ = end;
@@ -142,7 +197,7 @@ std::unique_ptr<TrainingStream> make_training_stream(const StreamInputs& in,
     return std::make_unique<AugmentedStream>(in.regime, in.train, in.batch_size, in.seed,
                                              settings, in.grid);
   }
-  if (!in.synthetic.defined()) {
+  if (!in.synthetic.defined() && !in.producer) {
     throw ConfigError(train.key_path("regime") + " = \"" + in.regime +
                       "\" needs synthetic images: set generator.directory or generator.pool");
   }
@@ -153,6 +208,10 @@ std::unique_ptr<TrainingStream> make_training_stream(const StreamInputs& in,
     if (!(real_fraction >= 0 && real_fraction <= 1)) {
       throw ConfigError(mixed.key_path("real_fraction") + ": must be in [0, 1]");
     }
+  }
+  if (in.producer) {
+    return std::make_unique<SyntheticStream>(in.regime, in.train, in.producer, in.first_seed,
+                                             real_fraction, in.batch_size, in.seed);
   }
   return std::make_unique<SyntheticStream>(in.regime, in.train, in.synthetic, real_fraction,
                                            in.batch_size, in.seed);

@@ -385,6 +385,40 @@ k = 2
   REQUIRE(synthetic < normal - 50);
   REQUIRE(mixed > synthetic + 25);
 
+  // score streams a pool file: to the VAE trained on real images, stripes are anomalies.
+  const auto mean_score = [](const fs::path& csv_file, const std::string& split, int& rows) {
+    std::ifstream csv(csv_file);
+    std::string line;
+    std::getline(csv, line);
+    double sum = 0;
+    rows = 0;
+    for (; std::getline(csv, line);) {
+      if (line.rfind(split + ",", 0) != 0) continue;
+      sum += std::stod(line.substr(line.rfind(',') + 1));
+      ++rows;
+    }
+    return sum / std::max(rows, 1);
+  };
+  const fs::path normal_run = work_dir() / "run-normal";
+  const Result pooled = run_vaelab("score '" + normal_run.string() + "' --data '" + pool.string() +
+                                   "' --out '" + (normal_run / "pool-scores.csv").string() + "'");
+  INFO(pooled.err);
+  REQUIRE(pooled.code == 0);
+  const Result tested = run_vaelab("score '" + normal_run.string() + "' --out '" +
+                                   (normal_run / "test-scores.csv").string() + "'");
+  REQUIRE(tested.code == 0);
+  int pool_rows = 0;
+  int test_rows = 0;
+  const double pool_score = mean_score(normal_run / "pool-scores.csv", "pool", pool_rows);
+  const double test_score = mean_score(normal_run / "test-scores.csv", "test", test_rows);
+  REQUIRE(pool_rows == 512);
+  REQUIRE(test_rows == 256);
+  REQUIRE(pool_score > test_score + 100);
+  const Result not_pool = run_vaelab("score '" + normal_run.string() + "' --data '" + kFashion +
+                                     "' --out '" + (normal_run / "x.csv").string() + "'");
+  REQUIRE(not_pool.code != 0);
+  REQUIRE_THAT(not_pool.err, Contains(kFashion));
+
   // A pool too small for k, and a synthetic regime with no source, are refused up front.
   const Result small = run_vaelab("train '" + config.string() + "' --set train.regime=synthetic --set train.synthetic.k=3 --out '" +
                               (work_dir() / "run-k3").string() + "'");

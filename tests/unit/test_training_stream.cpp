@@ -3,6 +3,9 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <mutex>
+#include <set>
+#include <utility>
 
 #include <toml++/toml.h>
 #include <torch/torch.h>
@@ -86,6 +89,55 @@ TEST_CASE("a synthetic pool of k x |D| images is cycled: each image once per k e
   }
   REQUIRE(stream.real_served() == 0);
   REQUIRE(std::all_of(uses.begin(), uses.end(), [](int u) { return u == 1; }));
+}
+
+TEST_CASE("fresh synthetic images: epoch e trains on seeds first + e·m, made ahead", "[regimes]") {
+  const torch::Tensor real = marked(100, 1.0f);
+  std::vector<std::pair<uint64_t, int64_t>> calls;
+  std::mutex mutex;
+  // Image with seed s is filled with -s, so every batch tells which seeds it came from.
+  const vaelab::SyntheticStream::Producer producer = [&](uint64_t first, int64_t n) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      calls.emplace_back(first, n);
+    }
+    torch::Tensor t = torch::arange(static_cast<int64_t>(first), static_cast<int64_t>(first) + n)
+                          .to(torch::kFloat32)
+                          .neg()
+                          .view({n, 1, 1, 1})
+                          .expand({n, 1, 8, 8})
+                          .contiguous();
+    return t;
+  };
+  auto owned = std::make_unique<vaelab::SyntheticStream>("mixed", real, producer, 1000, 0.25, 16, 4);
+  vaelab::SyntheticStream& stream = *owned;
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    stream.begin_epoch(epoch);
+    std::set<int64_t> seeds;
+    torch::Tensor batch;
+    int64_t real_images = 0;
+    while (stream.next_batch(batch)) {
+      const torch::Tensor corner = batch.select(1, 0).select(1, 7).select(1, 7);
+      for (int64_t i = 0; i < corner.size(0); ++i) {
+        const float v = corner[i].item<float>();
+        if (v == 1.0f) {
+          ++real_images;
+        } else {
+          seeds.insert(static_cast<int64_t>(-v));
+        }
+      }
+    }
+    REQUIRE(real_images == 25);
+    // 75 synthetic images per epoch, each used once: seeds 1000 + 75e ... 1000 + 75e + 74.
+    REQUIRE(seeds.size() == 75);
+    REQUIRE(*seeds.begin() == 1000 + 75 * epoch);
+    REQUIRE(*seeds.rbegin() == 1000 + 75 * epoch + 74);
+  }
+  // Epochs 0-2 consumed, epoch 3 made ahead in the background (the destructor waits for it).
+  owned.reset();
+  std::lock_guard<std::mutex> lock(mutex);
+  REQUIRE(calls.size() == 4);
+  REQUIRE(calls.back() == std::make_pair<uint64_t, int64_t>(1000 + 3 * 75, 75));
 }
 
 TEST_CASE("make_training_stream knows every regime and names what is missing", "[regimes]") {

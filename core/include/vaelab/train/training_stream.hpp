@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -70,6 +72,8 @@ class CyclingSampler {
   CyclingSampler(torch::Tensor data, uint64_t seed);
   torch::Tensor take(int64_t n);
   int64_t size() const { return data_.size(0); }
+  /// The shape of one item.
+  at::IntArrayRef sample_shape() const { return data_.sizes().slice(1); }
 
  private:
   torch::Tensor data_;
@@ -84,8 +88,17 @@ class CyclingSampler {
 /// images; the last batch of an epoch may be smaller and keeps the ratio as nearly as it can.
 class SyntheticStream final : public TrainingStream {
  public:
+  /// Makes `n` new preprocessed synthetic images with seeds first_seed, first_seed + 1, ...
+  using Producer = std::function<torch::Tensor(uint64_t first_seed, int64_t n)>;
+
   SyntheticStream(std::string regime, torch::Tensor real, torch::Tensor synthetic,
                   double real_fraction, int64_t batch_size, uint64_t seed);
+  /// Fresh samples every effective epoch: epoch e trains on the images with seeds
+  /// first_seed + e·m ... (m = the epoch's synthetic share), made by `producer` on a background
+  /// thread while epoch e − 1 trains.
+  SyntheticStream(std::string regime, torch::Tensor real, Producer producer, uint64_t first_seed,
+                  double real_fraction, int64_t batch_size, uint64_t seed);
+  ~SyntheticStream() override;
   std::string regime() const override { return regime_; }
   int64_t epoch_size() const override { return epoch_size_; }
   void begin_epoch(int64_t epoch) override;
@@ -98,8 +111,16 @@ class SyntheticStream final : public TrainingStream {
   int64_t epoch_size_;
   double real_fraction_;
   int64_t batch_size_;
+  int64_t synthetic_per_epoch() const;
+  std::future<torch::Tensor> produce(int64_t epoch);
+
   CyclingSampler real_;
-  CyclingSampler synthetic_;
+  std::unique_ptr<CyclingSampler> synthetic_;
+  uint64_t seed_;
+  Producer producer_;
+  uint64_t first_seed_ = 0;
+  std::future<torch::Tensor> next_;
+  int64_t next_epoch_ = -1;
   int64_t position_ = 0;
   int64_t real_served_ = 0;
 };
@@ -109,6 +130,9 @@ struct StreamInputs {
   std::string regime;        ///< train.regime
   torch::Tensor train;       ///< the real training set, preprocessed
   torch::Tensor synthetic;   ///< preprocessed synthetic images (synthetic and mixed regimes)
+  /// Or fresh ones every epoch ([train.synthetic] fresh = true), from this producer.
+  SyntheticStream::Producer producer;
+  uint64_t first_seed = 0;
   int64_t batch_size = 0;
   uint64_t seed = 0;
   PixelGrid grid = PixelGrid::continuous;  ///< what augmented images are brought back to
