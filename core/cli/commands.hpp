@@ -1,6 +1,7 @@
 #pragma once
 // The `vaelab` subcommands; each returns the process exit code.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,5 +11,17 @@ int plugins_list(const std::vector<std::string>& extra_paths, bool json);
 int plugins_show(const std::vector<std::string>& extra_paths, const std::string& name);
 int bench_threads(const std::string& config_file, const std::vector<std::string>& overrides,
                   int steps, int repeats);
+
+/// `vaelab generator fit CONFIG --out GEN_DIR`: fits [generator] to the config's training split;
+/// resumes from GEN_DIR's checkpoint when it holds a fit of the same generator, config and data.
+int generator_fit(const std::string& config_file, const std::vector<std::string>& overrides,
+                  const std::string& out_dir);
+/// `vaelab generator sample GEN_DIR --n N --seed S --out POOL`: image i gets seed S + i.
+int generator_sample(const std::string& gen_dir, int64_t n, uint64_t seed, const std::string& out,
+                     int64_t batch);
+/// `vaelab generator check GEN_DIR|POOL --data CONFIG`: memorization and two-sample checks,
+/// written to out_dir (default GEN_DIR/check or POOL.check).
+int generator_check(const std::string& target, const std::string& data_config, int64_t n,
+                    uint64_t seed, const std::string& out_dir);
 
 }  // namespace vaelab::cli

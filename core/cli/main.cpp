@@ -1,4 +1,5 @@
-// The `vaelab` command: train and evaluate runs, list plugins, measure throughput.
+// The `vaelab` command: train and evaluate runs, fit and check generators, list plugins, measure
+// throughput.
 
 #include <cstdio>
 #include <iostream>
@@ -93,6 +94,46 @@ int main(int argc, char** argv) {
   bench_threads->add_option("--steps", bench_steps, "training steps per measurement")->capture_default_str();
   bench_threads->add_option("--repeats", bench_repeats, "measurements per setting (median)")->capture_default_str();
 
+  CLI::App* generator = app.add_subcommand(
+      "generator", "Fit a synthetic-data generator, sample it into a pool, check its samples");
+  generator->require_subcommand(1);
+  std::string gen_fit_config;
+  std::vector<std::string> gen_fit_sets;
+  std::string gen_fit_out;
+  CLI::App* gen_fit = generator->add_subcommand(
+      "fit", "Fit [generator] to the config's training split; resumes a fit in --out");
+  gen_fit->add_option("config", gen_fit_config, "run config (TOML) with a [generator] section")->required();
+  gen_fit->add_option("--set", gen_fit_sets, "override a key: --set generator.fit.steps=1000 (repeatable)");
+  gen_fit->add_option("--out", gen_fit_out, "generator folder (new, or a fit of the same config to resume)")
+      ->required();
+  std::string gen_sample_dir;
+  int64_t gen_sample_n = 0;
+  uint64_t gen_sample_seed = 0;
+  std::string gen_sample_out;
+  int64_t gen_sample_batch = 256;
+  CLI::App* gen_sample = generator->add_subcommand(
+      "sample", "Sample a fitted generator into a pool file (image i gets seed S + i)");
+  gen_sample->add_option("generator_dir", gen_sample_dir, "generator folder (vaelab generator fit --out)")
+      ->required();
+  gen_sample->add_option("--n", gen_sample_n, "number of images")->required();
+  gen_sample->add_option("--seed", gen_sample_seed, "seed of the first image")->capture_default_str();
+  gen_sample->add_option("--out", gen_sample_out, "pool file to write (must not exist)")->required();
+  gen_sample->add_option("--batch", gen_sample_batch, "images per sample() call (memory, not results)")
+      ->capture_default_str();
+  std::string gen_check_target;
+  std::string gen_check_data;
+  int64_t gen_check_n = 1000;
+  uint64_t gen_check_seed = 0;
+  std::string gen_check_out;
+  CLI::App* gen_check = generator->add_subcommand(
+      "check", "Memorization (nearest training images) and classifier two-sample test; samples.png");
+  gen_check->add_option("target", gen_check_target, "generator folder or pool file")->required();
+  gen_check->add_option("--data", gen_check_data, "run config (TOML) whose [data] the samples are checked against")
+      ->required();
+  gen_check->add_option("--n", gen_check_n, "samples checked (a pool's first N)")->capture_default_str();
+  gen_check->add_option("--seed", gen_check_seed, "seed of the samples and of the check")->capture_default_str();
+  gen_check->add_option("--out", gen_check_out, "output folder (default GEN_DIR/check or POOL.check)");
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -122,6 +163,15 @@ int main(int argc, char** argv) {
     }
     if (bench_threads->parsed()) {
       return vaelab::cli::bench_threads(bench_config, bench_sets, bench_steps, bench_repeats);
+    }
+    if (gen_fit->parsed()) return vaelab::cli::generator_fit(gen_fit_config, gen_fit_sets, gen_fit_out);
+    if (gen_sample->parsed()) {
+      return vaelab::cli::generator_sample(gen_sample_dir, gen_sample_n, gen_sample_seed,
+                                           gen_sample_out, gen_sample_batch);
+    }
+    if (gen_check->parsed()) {
+      return vaelab::cli::generator_check(gen_check_target, gen_check_data, gen_check_n,
+                                          gen_check_seed, gen_check_out);
     }
   } catch (const vaelab::Error& e) {
     return fail(e.what());

@@ -1,0 +1,101 @@
+#pragma once
+// Checks of a generator's samples against the data it was fitted to, for `vaelab generator check`
+// and for study reports: (a) memorization, by nearest-neighbour distances to the training set,
+// measured against held-out test images; (b) a classifier two-sample test (C2ST): can a small
+// classifier tell real training images from samples? Part of vaelab::core.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <vaelab/data_source.hpp>
+
+namespace vaelab {
+
+/// Settings of check_generator(); the defaults are what `vaelab generator check` uses.
+struct GeneratorCheckOptions {
+  uint64_t seed = 0;  ///< test-image subset, C2ST split, classifier initialisation and batch order
+  int64_t test_images = 1000;  ///< held-out images measured against the training set (0 = all)
+  /// The copy threshold is this quantile of the test-to-train distances: by construction this
+  /// fraction of held-out real images is that close to a training image.
+  double copy_quantile = 0.01;
+  /// Memorization is suspected when more than this fraction of samples is within the threshold
+  /// (5× what held-out real images give).
+  double memorization_alarm_fraction = 0.05;
+  int64_t c2st_hidden = 256;  ///< width of the C2ST classifier's two hidden layers
+  int64_t c2st_epochs = 30;   ///< passes over the classifier's training half
+  int64_t c2st_batch = 128;
+  double c2st_lr = 1e-3;  ///< Adam learning rate
+};
+
+/// Order statistics of distances (L2 over all pixels, pixels scaled to [0, 1]).
+struct DistanceSummary {
+  int64_t count = 0;
+  double min = 0, q01 = 0, q05 = 0, median = 0, q95 = 0, max = 0, mean = 0;
+};
+
+/// (a) How close samples are to training images, against how close unseen real images are.
+struct MemorizationCheck {
+  DistanceSummary sample_to_train;
+  DistanceSummary test_to_train;
+  double threshold_l2 = 0;             ///< options.copy_quantile of the test-to-train distances
+  double samples_within_fraction = 0;  ///< samples at most threshold_l2 from a training image
+  int64_t exact_copies = 0;            ///< samples equal to a training image, byte for byte
+  bool suspected = false;  ///< samples_within_fraction > options.memorization_alarm_fraction
+};
+
+/// (b) The classifier two-sample test.
+struct C2stResult {
+  double accuracy = 0;  ///< on the held-out halves, balanced classes: 0.5 = indistinguishable
+  double accuracy_stderr = 0;   ///< binomial standard error of `accuracy`
+  double p_value = 0;           ///< one-sided, H0: accuracy = 0.5 (normal approximation)
+  int64_t train_per_class = 0;  ///< images of each class the classifier was trained on
+  int64_t test_per_class = 0;   ///< images of each class it was scored on
+  std::string classifier;       ///< e.g. "MLP 1024-256-256-1, 30 epochs of Adam (lr 0.001)"
+};
+
+struct GeneratorCheck {
+  int64_t samples = 0;
+  int64_t train_images = 0;
+  int64_t channels = 0, height = 0, width = 0;
+  MemorizationCheck memorization;
+  C2stResult c2st;
+  GeneratorCheckOptions options;
+  double seconds = 0;
+};
+
+/// For each image of `queries`, the exact L2 distance to its nearest image in `reference` (same
+/// shape; pixels scaled to [0, 1]). Candidates are found by a float matrix product in blocks and
+/// the best few re-measured exactly on the bytes, so an exact copy measures 0. Runs on the CPU
+/// with torch's intra-op threads.
+std::vector<double> nearest_neighbour_l2(const ImageSet& queries, const ImageSet& reference);
+
+/// Sorted order statistics of `distances` (linear interpolation between ranks).
+DistanceSummary summarize_distances(std::vector<double> distances);
+
+/// (a) over `samples`, the training set and up to options.test_images held-out images.
+MemorizationCheck memorization_check(const ImageSet& samples, const ImageSet& train,
+                                     const ImageSet& test, const GeneratorCheckOptions& options);
+
+/// (b) Trains a small MLP from scratch to tell `real` (label 0) from `synthetic` (label 1) on half
+/// of min(real, synthetic) images of each, chosen at random, and scores it on the other half.
+/// Seeded by options.seed (its own random generator; torch's global one is not touched).
+C2stResult classifier_two_sample_test(const ImageSet& real, const ImageSet& synthetic,
+                                      const GeneratorCheckOptions& options);
+
+/// Both checks. The shapes of samples, train and test must agree; at least 4 samples and 4
+/// training images are needed. Throws vaelab::Error otherwise.
+GeneratorCheck check_generator(const ImageSet& samples, const ImageSet& train, const ImageSet& test,
+                               const GeneratorCheckOptions& options = {});
+
+/// The numbers as one JSON object (the keys of check.json, documented in `vaelab generator check`).
+nlohmann::json to_json(const GeneratorCheck& check);
+
+/// A short Markdown report: `title` as heading, `context` lines (what was checked, against what)
+/// as a list, the numbers, what they mean, and `grid_png` as an image when not empty.
+std::string to_markdown(const GeneratorCheck& check, const std::string& title,
+                        const std::vector<std::string>& context, const std::string& grid_png);
+
+}  // namespace vaelab

@@ -1,0 +1,316 @@
+// End-to-end tests of `vaelab generator sample | check | fit` through the command, with gen-pool
+// serving pools this test writes from Fashion-MNIST (package dataset-fashion-mnist).
+
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <vaelab/io/pool.hpp>
+
+namespace fs = std::filesystem;
+using Catch::Contains;
+using nlohmann::json;
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+fs::path work_dir() {
+  static const fs::path dir = [] {
+    const fs::path d = fs::temp_directory_path() / ("vaelab-e2e-gen-" + std::to_string(::getpid()));
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+/// Runs the vaelab command with `args` (shell words); captures both streams.
+Result run_vaelab(const std::string& args) {
+  static int counter = 0;
+  const fs::path out = work_dir() / ("out" + std::to_string(counter) + ".txt");
+  const fs::path err = work_dir() / ("err" + std::to_string(counter++) + ".txt");
+  const std::string cmd = "'" VAELAB_TEST_EXE "' " + args + " >'" + out.string() + "' 2>'" +
+                          err.string() + "' </dev/null";
+  const int status = std::system(cmd.c_str());
+  Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+fs::path write_file(const std::string& name, const std::string& text) {
+  const fs::path p = work_dir() / name;
+  std::ofstream(p) << text;
+  return p;
+}
+
+const char* kFashionTrain = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+const char* kFashionLabels = "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz";
+constexpr int64_t kTrain = 2000;  // the small dataset: the first 2000 training images train,
+constexpr int64_t kTest = 200;    // the next 200 test
+
+std::vector<uint8_t> gz_head(const char* file, size_t bytes) {
+  gzFile f = gzopen(file, "rb");
+  REQUIRE(f != nullptr);
+  std::vector<uint8_t> raw(bytes);
+  const int got = gzread(f, raw.data(), static_cast<unsigned>(raw.size()));
+  gzclose(f);
+  REQUIRE(got == static_cast<int>(raw.size()));
+  return raw;
+}
+
+/// Fashion-MNIST training images [first, first + n), zero-padded 28→32 as the idx source does.
+vaelab::ImageSet fashion_train(int64_t first, int64_t n) {
+  const std::vector<uint8_t> raw =
+      gz_head(kFashionTrain, static_cast<size_t>(16 + (first + n) * 784));
+  vaelab::ImageSet s;
+  s.count = n;
+  s.channels = 1;
+  s.height = 32;
+  s.width = 32;
+  s.pixels.assign(static_cast<size_t>(n * 1024), 0);
+  s.labels.assign(static_cast<size_t>(n), -1);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int y = 0; y < 28; ++y) {
+      std::copy_n(raw.begin() + 16 + (first + i) * 784 + y * 28, 28,
+                  s.pixels.begin() + i * 1024 + (y + 2) * 32 + 2);
+    }
+  }
+  return s;
+}
+
+/// A raw IDX file: magic 0x0000080<dims>, big-endian sizes, then `data`.
+void write_idx(const fs::path& path, const std::vector<uint32_t>& dims, const uint8_t* data,
+               size_t bytes) {
+  std::ofstream out(path, std::ios::binary);
+  const uint8_t magic[4] = {0, 0, 8, static_cast<uint8_t>(dims.size())};
+  out.write(reinterpret_cast<const char*>(magic), 4);
+  for (const uint32_t d : dims) {
+    const uint8_t be[4] = {static_cast<uint8_t>(d >> 24), static_cast<uint8_t>(d >> 16),
+                           static_cast<uint8_t>(d >> 8), static_cast<uint8_t>(d)};
+    out.write(reinterpret_cast<const char*>(be), 4);
+  }
+  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+}
+
+/// A [data] table for a small Fashion-MNIST: training images 0..1999 train, 2000..2199 test, as
+/// IDX files written once; the check then takes seconds.
+std::string small_data() {
+  static const std::string table = [] {
+    const std::vector<uint8_t> images =
+        gz_head(kFashionTrain, static_cast<size_t>(16 + (kTrain + kTest) * 784));
+    const std::vector<uint8_t> labels =
+        gz_head(kFashionLabels, static_cast<size_t>(8 + kTrain + kTest));
+    const fs::path dir = work_dir() / "idx";
+    fs::create_directories(dir);
+    write_idx(dir / "train-images", {kTrain, 28, 28}, images.data() + 16, kTrain * 784);
+    write_idx(dir / "train-labels", {kTrain}, labels.data() + 8, kTrain);
+    write_idx(dir / "test-images", {kTest, 28, 28}, images.data() + 16 + kTrain * 784, kTest * 784);
+    write_idx(dir / "test-labels", {kTest}, labels.data() + 8 + kTrain, kTest);
+    return "[data]\nplugin = \"idx\"\n[data.config]\nname = \"fashion-head\"\n"
+           "train_images = \"" +
+           (dir / "train-images").string() +
+           "\"\n"
+           "train_labels = \"" +
+           (dir / "train-labels").string() +
+           "\"\n"
+           "test_images = \"" +
+           (dir / "test-images").string() +
+           "\"\n"
+           "test_labels = \"" +
+           (dir / "test-labels").string() + "\"\n";
+  }();
+  return table;
+}
+
+fs::path write_pool(const std::string& name, const vaelab::ImageSet& images) {
+  const fs::path path = work_dir() / name;
+  vaelab::PoolHeader h;
+  h.generator = "e2e-test";
+  h.generator_version = "1.0";
+  h.config_hash = vaelab::pool_config_hash("");
+  h.provenance = "{}";
+  h.channels = images.channels;
+  h.height = images.height;
+  h.width = images.width;
+  vaelab::PoolWriter writer(path.string(), h);
+  std::vector<uint64_t> seeds(static_cast<size_t>(images.count));
+  for (size_t i = 0; i < seeds.size(); ++i) seeds[i] = i;
+  writer.append(images, seeds);
+  writer.commit();
+  return path;
+}
+
+/// A generator folder serving `pool` with gen-pool, as `generator fit` would leave it.
+fs::path gen_pool_dir(const std::string& name, const fs::path& pool) {
+  const fs::path dir = work_dir() / name;
+  fs::create_directories(dir);
+  std::ofstream(dir / "config.toml")
+      << "[generator]\nplugin = \"gen-pool\"\n[generator.config]\npath = \"" << pool.string()
+      << "\"\n";
+  const json saved = {{"path", pool.string()},
+                      {"checksum", vaelab::PoolReader(pool.string()).checksum()}};
+  std::ofstream(dir / "gen-pool.json") << saved.dump();
+  return dir;
+}
+
+void require_one_line_error(const Result& r, const std::string& what) {
+  INFO(r.err);
+  REQUIRE(r.code != 0);
+  REQUIRE_THAT(r.err, Contains(what));
+  REQUIRE(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "generator sample writes seeds S + i from gen-pool, and check flags copied training images",
+    "[e2e]") {
+  REQUIRE(fs::exists(kFashionTrain));
+  const vaelab::ImageSet head = fashion_train(0, 300);
+  const fs::path source = write_pool("copies.bin", head);
+  const fs::path gen = gen_pool_dir("gen-copies", source);
+
+  const fs::path sampled = work_dir() / "sampled.bin";
+  const Result r = run_vaelab("generator sample " + q(gen) +
+                              " --n 250 --seed 100 --batch 64 --out " + q(sampled));
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  REQUIRE_THAT(r.out, Contains("250 images from gen-pool 0.1.0") && Contains("images/s"));
+  const vaelab::PoolReader pool(sampled.string());
+  REQUIRE(pool.count() == 250);
+  REQUIRE(pool.header().generator == "gen-pool");
+  REQUIRE(pool.header().generator_version == "0.1.0");
+  REQUIRE(pool.header().config_hash.size() == 16);
+  const json provenance = json::parse(pool.header().provenance);
+  REQUIRE(provenance["first_seed"] == 100);
+  REQUIRE(provenance["n"] == 250);
+  REQUIRE(provenance["generator"]["pool_count"] == 300);
+  for (int64_t i = 0; i < 250; ++i) {
+    REQUIRE(pool.seed(i) == static_cast<uint64_t>(100 + i));
+    const int64_t k = (100 + i) % 300;  // gen-pool serves index (seed mod count)
+    REQUIRE(std::equal(pool.image(i), pool.image(i) + 1024, head.pixels.begin() + k * 1024));
+  }
+
+  // The first 200 pool images are training images 100..299: memorized, and indistinguishable.
+  const fs::path data = write_file("data.toml", small_data());
+  const fs::path out = work_dir() / "check-copies";
+  const Result c = run_vaelab("generator check " + q(sampled) + " --data " + q(data) +
+                              " --n 200 --out " + q(out));
+  INFO(c.err);
+  REQUIRE(c.code == 0);
+  REQUIRE_THAT(c.out, Contains("MEMORIZATION SUSPECTED"));
+  const json check = json::parse(slurp(out / "check.json"));
+  REQUIRE(check["samples"] == 200);
+  REQUIRE(check["train_images"] == kTrain);
+  REQUIRE(check["nn_l2_test_to_train"]["count"] == 200);
+  REQUIRE(check["exact_copies"] == 200);
+  REQUIRE(check["memorization_suspected"] == true);
+  REQUIRE(check["c2st_accuracy"].get<double>() < 0.7);
+  REQUIRE(check["source"]["kind"] == "pool");
+  REQUIRE(check["source"]["generator"] == "gen-pool");
+  REQUIRE(check["data"]["name"] == "fashion-head");
+  REQUIRE_THAT(slurp(out / "check.md"),
+               Contains("**Memorization suspected**") && Contains("![samples](samples.png)"));
+  REQUIRE(slurp(out / "samples.png").substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
+}
+
+TEST_CASE("generator check tells inverted images apart and checks a generator folder", "[e2e]") {
+  vaelab::ImageSet inverted = fashion_train(0, 200);
+  for (auto& p : inverted.pixels) p = static_cast<uint8_t>(255 - p);
+  const fs::path gen = gen_pool_dir("gen-inverted", write_pool("inverted.bin", inverted));
+  const fs::path data = write_file("data.toml", small_data());
+  const Result c =
+      run_vaelab("generator check " + q(gen) + " --data " + q(data) + " --n 200 --seed 3");
+  INFO(c.err);
+  REQUIRE(c.code == 0);
+  const json check = json::parse(slurp(gen / "check" / "check.json"));  // the default --out
+  REQUIRE(check["c2st_accuracy"].get<double>() > 0.95);
+  REQUIRE(check["memorization_suspected"] == false);
+  REQUIRE(check["exact_copies"] == 0);
+  REQUIRE(check["source"]["kind"] == "generator");
+  REQUIRE(check["source"]["first_seed"] == 3);
+  REQUIRE(fs::exists(gen / "check" / "samples.png"));
+}
+
+TEST_CASE("generator sample and check: user errors are one line on stderr and a non-zero exit",
+          "[e2e]") {
+  const fs::path data = write_file("data.toml", small_data());
+  const fs::path pool = write_pool("small.bin", fashion_train(0, 8));
+  const fs::path gen = gen_pool_dir("gen-small", pool);
+
+  require_one_line_error(run_vaelab("generator sample " + q(work_dir() / "nope") + " --n 5 --out " +
+                                    q(work_dir() / "x.bin")),
+                         "nope: no such generator folder");
+  require_one_line_error(
+      run_vaelab("generator sample " + q(work_dir()) + " --n 5 --out " + q(work_dir() / "x.bin")),
+      "not a generator folder (no config.toml");
+  require_one_line_error(run_vaelab("generator sample " + q(gen) + " --n 5 --out " + q(pool)),
+                         "small.bin: already exists");
+  require_one_line_error(
+      run_vaelab("generator sample " + q(gen) + " --n 0 --out " + q(work_dir() / "x.bin")),
+      "--n must be at least 1");
+  REQUIRE_FALSE(fs::exists(work_dir() / "x.bin"));
+
+  // A truncated pool: the path and the byte offset where it ends.
+  const std::string bytes = slurp(pool);
+  const fs::path cut = work_dir() / "cut.bin";
+  std::ofstream(cut, std::ios::binary) << bytes.substr(0, 5000);
+  require_one_line_error(run_vaelab("generator check " + q(cut) + " --data " + q(data)),
+                         cut.string() + ": byte 5000: file ends after 5000 bytes");
+  require_one_line_error(
+      run_vaelab("generator check " + q(work_dir() / "missing.bin") + " --data " + q(data)),
+      "missing.bin: no such pool file or generator folder");
+  require_one_line_error(run_vaelab("generator check " + q(pool) + " --data " + q(data) + " --n 2"),
+                         "--n must be at least 4");
+}
+
+TEST_CASE("generator fit: user errors are one line on stderr, and nothing is overwritten",
+          "[e2e]") {
+  const fs::path data = write_file("data.toml", small_data());
+  const fs::path gen =
+      gen_pool_dir("gen-small-fit", write_pool("small-fit.bin", fashion_train(0, 8)));
+  // gen-pool has nothing to fit; a config without a generator; folders that hold something else.
+  const fs::path pool_fit =
+      write_file("fit-pool.toml", small_data() + "[generator]\nplugin = \"gen-pool\"\n");
+  require_one_line_error(run_vaelab("--log-level warn generator fit " + q(pool_fit) + " --out " +
+                                    q(work_dir() / "fit-a")),
+                         "not fitted");
+  require_one_line_error(
+      run_vaelab("--log-level warn generator fit " + q(data) + " --out " + q(work_dir() / "fit-b")),
+      "generator.plugin is empty");
+  const fs::path other = work_dir() / "other-dir";
+  fs::create_directories(other);
+  std::ofstream(other / "notes.txt") << "mine\n";
+  require_one_line_error(
+      run_vaelab("--log-level warn generator fit " + q(pool_fit) + " --out " + q(other)),
+      "other-dir: the folder is not empty and holds no generator fit");
+  require_one_line_error(
+      run_vaelab("--log-level warn generator fit " + q(pool_fit) + " --out " + q(gen)),
+      "gen-small-fit: already holds a fit with another generator.config");
+  REQUIRE(slurp(other / "notes.txt") == "mine\n");
+  REQUIRE_FALSE(fs::exists(gen / "generator.json"));
+}
