@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_runner.hpp"
+
 #include <vaelab/io/pool.hpp>
 
 namespace fs = std::filesystem;
@@ -23,41 +25,13 @@ using nlohmann::json;
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
+using Result = vaelab::testing::CliResult;
+using vaelab::testing::slurp;
 
-fs::path work_dir() {
-  static const fs::path dir = [] {
-    const fs::path d = fs::temp_directory_path() / ("vaelab-e2e-gen-" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+fs::path work_dir() { return vaelab::testing::scratch_dir("vaelab-e2e-gen"); }
 
 /// Runs the vaelab command with `args` (shell words); captures both streams.
-Result run_vaelab(const std::string& args) {
-  static int counter = 0;
-  const fs::path out = work_dir() / ("out" + std::to_string(counter) + ".txt");
-  const fs::path err = work_dir() / ("err" + std::to_string(counter++) + ".txt");
-  const std::string cmd = "'" VAELAB_TEST_EXE "' " + args + " >'" + out.string() + "' 2>'" +
-                          err.string() + "' </dev/null";
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
+Result run_vaelab(const std::string& args) { return vaelab::testing::run_cli(work_dir(), args); }
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
