@@ -75,7 +75,9 @@ int main(int argc, char** argv) {
   CLI::App* score = app.add_subcommand(
       "score", "Per-image −ELBO (or −IWAE) in nats and bits/dim: anomaly scores, code lengths");
   score->add_option("run_dir", score_dir, "run folder")->required();
-  score->add_option("--data", score_data, "TOML file with a [data] table (default: the run's data)");
+  score->add_option("--data", score_data,
+                    "a .toml file with a [data] table, or a sample pool file scored memory-mapped "
+                    "(default: the run's data)");
   score->add_option("--metric", score_options.metric, "elbo or iwae")->capture_default_str();
   score->add_option("--split", score_options.split, "test, train or all")->capture_default_str();
   score->add_option("--samples", score_options.samples, "samples per image (0 = the run's [eval] setting)");
