@@ -11,10 +11,12 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <torch/script.h>
 
 #include "cli_runner.hpp"
 
@@ -346,4 +348,54 @@ steps = 40
   REQUIRE(summary["synthetic_images"] == 512);
   REQUIRE(summary["synthetic_source"] == gen.string());
   REQUIRE(std::isfinite(summary["elbo_test_nats"].get<double>()));
+}
+
+TEST_CASE("a GAN and a TorchScript generator swap in by changing only the [generator] table", "[e2e]") {
+  // A direct TorchScript generator z -> x, as a user would export from Python.
+  const fs::path module_file = work_dir() / "generator.pt";
+  {
+    torch::jit::Module m("ExportedGenerator");
+    torch::manual_seed(3);
+    m.register_parameter("w", torch::randn({8, 1024}) * 0.5, false);
+    m.define(R"(
+def forward(self, z):
+    return torch.tanh(torch.matmul(z, self.w)).view(-1, 1, 32, 32)
+)");
+    m.save(module_file.string());
+  }
+  const std::string common = small_data() + R"(
+[model]
+plugin = "vae-mlp"
+[model.config]
+hidden = [64]
+[train]
+epochs = 1
+batch_size = 64
+regime = "synthetic"
+[train.synthetic]
+k = 1
+)";
+  const std::map<std::string, std::string> generators = {
+      {"gen-gan", "[generator]\nplugin = \"gen-gan\"\n[generator.config]\nlatent = 8\ngenerator_width = 8\n"
+                  "discriminator_width = 8\nbatch_size = 16\n[generator.fit]\nsteps = 5\n"},
+      {"gen-torchscript", "[generator]\nplugin = \"gen-torchscript\"\n[generator.config]\npath = \"" +
+                              module_file.string() + "\"\nkind = \"generator\"\nlatent_shape = [8]\n"},
+  };
+  for (const auto& [name, table] : generators) {
+    INFO(name);
+    const fs::path config = write_file(name + ".toml", common + table);
+    const fs::path gen = work_dir() / ("gen-" + name);
+    const std::string subset = " --set data.train_size=128";
+    const Result fit = run_vaelab("generator fit '" + config.string() + "'" + subset + " --out '" + gen.string() + "'");
+    INFO(fit.err);
+    REQUIRE(fit.code == 0);
+    const fs::path run = work_dir() / ("run-on-" + name);
+    const Result train = run_vaelab("train '" + config.string() + "'" + subset + " --set generator.directory='" +
+                                    gen.string() + "' --out '" + run.string() + "'");
+    INFO(train.err);
+    REQUIRE(train.code == 0);
+    const json summary = json::parse(slurp(run / "summary.json"));
+    REQUIRE(summary["synthetic_images"] == 128);
+    REQUIRE(std::isfinite(summary["elbo_test_nats"].get<double>()));
+  }
 }
