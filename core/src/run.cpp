@@ -2,6 +2,7 @@
 #include <vaelab/train/session.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <ctime>
@@ -127,18 +128,16 @@ Session open_session(const RunConfig& config, bool preprocess) {
   s.test_exact_log_likelihood = s.source->exact_log_likelihood(s.dataset.test);
   s.test_labels = s.dataset.test.labels;
   const int64_t train_subset = eval_cfg.get_int_in("train_subset", 0, INT64_MAX);
+  // Without preprocessing the caller converts what it needs, batch by batch (vaelab score).
   if (preprocess) {
     s.train = to_float_images(s.dataset.train, binarize);
     s.test = to_float_images(s.dataset.test, binarize);
-  }
-  if (!preprocess) {
-    // The caller converts what it needs, batch by batch (vaelab score).
-  } else if (train_subset > 0 && train_subset < s.dataset.train.count) {
-    ImageSet subset = s.dataset.train;
-    select_subset(subset, train_subset, subset_seed + 2);
-    s.train_eval = to_float_images(subset, binarize);
-  } else {
     s.train_eval = s.train;
+    if (train_subset > 0 && train_subset < s.dataset.train.count) {
+      ImageSet subset = s.dataset.train;
+      select_subset(subset, train_subset, subset_seed + 2);
+      s.train_eval = to_float_images(subset, binarize);
+    }
   }
   logger().info("data {}: {} train / {} test images of {}x{}x{}", s.dataset.name,
                 s.dataset.train.count, s.dataset.test.count, s.dataset.train.channels,
@@ -212,6 +211,7 @@ PixelGrid pixel_grid(const RunConfig& config, const Likelihood& likelihood) {
 struct SyntheticImages {
   torch::Tensor images;
   std::string source;   ///< the pool file or generator folder
+  int64_t count = 0;    ///< distinct synthetic images the run trains on
   double seconds = 0;   ///< reading or sampling them
 };
 
@@ -312,6 +312,7 @@ SyntheticImages load_synthetic(const RunConfig& config, Session& s) {
     logger().info("synthetic: sampled {} images from {} ({}) in {:.1f} s", needed, directory, name,
                   seconds_since(start));
   }
+  out.count = needed;
   out.seconds = seconds_since(start);
   return out;
 }
@@ -448,6 +449,11 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
     };
     inputs.first_seed = static_cast<uint64_t>(train_cfg.sub("synthetic").get_int_in("first_seed", 0, INT64_MAX));
     synthetic.source = directory + " (fresh every epoch)";
+    const double real_fraction =
+        regime == "mixed" ? train_cfg.sub("mixed").get_double("real_fraction") : 0.0;
+    const int64_t per_epoch =
+        s.train.size(0) - static_cast<int64_t>(std::llround(real_fraction * static_cast<double>(s.train.size(0))));
+    synthetic.count = per_epoch * options.epochs;
     logger().info("synthetic: fresh samples from {} ({}) every epoch, made in the background", directory, name);
   } else if (regime_needs_synthetic(regime)) {
     synthetic = load_synthetic(config, s);
@@ -490,7 +496,7 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
       {"eval_seconds", r.eval_seconds},
       {"train_images_per_second", static_cast<double>(r.images_seen) / std::max(r.train_seconds, 1e-9)},
       {"regime", regime},
-      {"synthetic_images", synthetic.images.defined() ? synthetic.images.size(0) : 0},
+      {"synthetic_images", synthetic.count},
       {"synthetic_source", synthetic.source},
       {"synthetic_seconds", synthetic.seconds},
       {"model", config.plugin("model")},
