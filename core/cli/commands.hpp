@@ -24,4 +24,20 @@ int generator_sample(const std::string& gen_dir, int64_t n, uint64_t seed, const
 int generator_check(const std::string& target, const std::string& data_config, int64_t n,
                     uint64_t seed, const std::string& out_dir);
 
+/// `vaelab study CONFIG ...`.
+struct StudyOptions {
+  std::string config;
+  std::string out;
+  int jobs = 0;  ///< 0 = the study file's [study] jobs
+  bool resume = false;
+  std::string shard;  ///< "i/n" or empty
+  bool list = false;
+  bool no_report = false;
+};
+int study_command(const StudyOptions& options);
+/// `vaelab study merge OUT SHARD_DIR...`.
+int study_merge(const std::string& out_dir, const std::vector<std::string>& shard_dirs);
+/// `vaelab report DIR [--json]`.
+int report_command(const std::string& study_dir, bool json);
+
 }  // namespace vaelab::cli

@@ -1,5 +1,5 @@
-// The `vaelab` command: train and evaluate runs, fit and check generators, list plugins, measure
-// throughput.
+// The `vaelab` command: train and evaluate runs, fit and check generators, run studies and write
+// their reports, list plugins, measure throughput.
 
 #include <cstdio>
 #include <iostream>
@@ -136,6 +136,29 @@ int main(int argc, char** argv) {
   gen_check->add_option("--seed", gen_check_seed, "seed of the samples and of the check")->capture_default_str();
   gen_check->add_option("--out", gen_check_out, "output folder (default GEN_DIR/check or POOL.check)");
 
+  vaelab::cli::StudyOptions study_options;
+  CLI::App* study = app.add_subcommand(
+      "study", "Run a study: a grid of runs over regimes and model sizes, into DIR/study.sqlite");
+  study->add_option("config", study_options.config, "study file (TOML; examples/quickstart.toml)");
+  study->add_option("--out", study_options.out, "study folder (default studies/<name>)");
+  study->add_option("--jobs", study_options.jobs, "runs trained at once (default [study] jobs)");
+  study->add_flag("--resume", study_options.resume, "continue the study in --out: finished runs are kept, killed ones redone");
+  study->add_option("--shard", study_options.shard, "i/n: only the runs whose position modulo n is i (0-based)");
+  study->add_flag("--list", study_options.list, "print the expanded runs and exit");
+  study->add_flag("--no-report", study_options.no_report, "do not write the report at the end");
+  std::string merge_out;
+  std::vector<std::string> merge_inputs;
+  CLI::App* merge = study->add_subcommand("merge", "Join shard databases into one study folder");
+  merge->add_option("out", merge_out, "study folder to write (its study.sqlite must not exist)")->required();
+  merge->add_option("shards", merge_inputs, "study folders of the shards")->required();
+
+  std::string report_dir;
+  bool report_json = false;
+  CLI::App* report = app.add_subcommand(
+      "report", "Write DIR/report.md, report.html and plots/ from a study's database");
+  report->add_option("dir", report_dir, "study folder (holding study.sqlite)")->required();
+  report->add_flag("--json", report_json, "print the numbers behind every table as JSON instead");
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -171,10 +194,18 @@ int main(int argc, char** argv) {
       return vaelab::cli::generator_sample(gen_sample_dir, gen_sample_n, gen_sample_seed,
                                            gen_sample_out, gen_sample_batch);
     }
+    if (merge->parsed()) return vaelab::cli::study_merge(merge_out, merge_inputs);
+    if (study->parsed()) {
+      if (study_options.config.empty()) throw CLI::RequiredError("config");
+      return vaelab::cli::study_command(study_options);
+    }
+    if (report->parsed()) return vaelab::cli::report_command(report_dir, report_json);
     if (gen_check->parsed()) {
       return vaelab::cli::generator_check(gen_check_target, gen_check_data, gen_check_n,
                                           gen_check_seed, gen_check_out);
     }
+  } catch (const CLI::Error& e) {
+    return app.exit(e);
   } catch (const vaelab::Error& e) {
     return fail(e.what());
   } catch (const c10::Error& e) {

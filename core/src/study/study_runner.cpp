@@ -1,0 +1,598 @@
+// `vaelab study`: the runner. The data flow of a study:
+//   1. expand_study (study.cpp) gives the runs; this file records them in DIR/study.sqlite
+//   2. every generator the synthetic runs need is fitted once (`vaelab generator fit`), sampled
+//      once into a pool (`vaelab generator sample`) and checked (`vaelab generator check`)
+//   3. each run trains in a child process (`vaelab train`), up to `jobs` at once; when it ends,
+//      its summary.json and metrics.jsonl go into the database in one transaction
+// Child processes keep a crash, a leak or a diverging run inside one run; the database only ever
+// records finished runs, so a killed study resumes where it was (--resume).
+
+#include <vaelab/study/study.hpp>
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <vaelab/build_info.h>
+#include <vaelab/config.hpp>
+#include <vaelab/error.hpp>
+#include <vaelab/log.hpp>
+#include <vaelab/train/run.hpp>
+
+#include "study_db.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace vaelab {
+namespace {
+
+constexpr const char* kDatabase = "study.sqlite";
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_interrupt(int /*signal*/) { g_interrupted = 1; }
+
+std::string hostname() {
+  char name[256] = {};
+  if (gethostname(name, sizeof name - 1) != 0) return "unknown-host";
+  return name;
+}
+
+std::string owner_tag() { return hostname() + ":" + std::to_string(getpid()); }
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string duration_text(double seconds) {
+  const auto s = static_cast<long>(seconds + 0.5);
+  char text[32];
+  if (s >= 3600) {
+    std::snprintf(text, sizeof text, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
+  } else if (s >= 60) {
+    std::snprintf(text, sizeof text, "%ldm%02lds", s / 60, s % 60);
+  } else {
+    std::snprintf(text, sizeof text, "%lds", s);
+  }
+  return text;
+}
+
+std::string read_text(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(file.string() + ": cannot read");
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void write_text_atomic(const fs::path& file, const std::string& text) {
+  const fs::path tmp = file.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) throw Error(tmp.string() + ": cannot write (disk full or read-only?)");
+  }
+  std::error_code ec;
+  fs::rename(tmp, file, ec);
+  if (ec) throw Error(file.string() + ": cannot rename the finished file into place: " + ec.message());
+}
+
+std::string last_line(const fs::path& file) {
+  std::ifstream in(file);
+  std::string line;
+  std::string last;
+  while (std::getline(in, line)) {
+    if (!line.empty()) last = line;
+  }
+  return last;
+}
+
+/// A child process of the study: `vaelab ARGS...` with stdout and stderr appended to `log`. The
+/// child is killed when the study process dies, so a killed study leaves no orphan still writing
+/// into its folder.
+pid_t spawn(const fs::path& executable, const std::vector<std::string>& args, const fs::path& log) {
+  std::vector<std::string> argv_text = {executable.string()};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(log.string() + ": cannot open the log: " + std::strerror(errno));
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid == 0) {  // the child: only async-signal-safe calls until exec
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(126);  // the study died before prctl took effect
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  const int fork_errno = errno;
+  close(fd);
+  if (pid < 0) throw Error(executable.string() + ": cannot start: " + std::strerror(fork_errno));
+  return pid;
+}
+
+/// Waits for one child; returns its exit status (128 + signal when killed).
+int wait_for(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw Error(std::string("waitpid: ") + std::strerror(errno));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/// Runs one `vaelab` child to its end; throws with its log's last line if it fails.
+double run_child(const fs::path& executable, const std::vector<std::string>& args, const fs::path& log,
+                 const std::string& what) {
+  const auto start = std::chrono::steady_clock::now();
+  const int rc = wait_for(spawn(executable, args, log));
+  if (g_interrupted) throw Error(what + ": interrupted");
+  if (rc != 0) throw Error(what + " failed (exit " + std::to_string(rc) + "): " + last_line(log) + " (log: " + log.string() + ")");
+  return seconds_since(start);
+}
+
+std::string relative_to(const fs::path& path, const fs::path& base) {
+  std::error_code ec;
+  const fs::path rel = fs::relative(path, base, ec);
+  if (!ec && !rel.empty() && rel.native().rfind("..", 0) != 0) return rel.string();
+  return fs::absolute(path).string();
+}
+
+bool needs_synthetic(const std::string& regime) { return regime == "synthetic" || regime == "mixed"; }
+
+/// What a run needs from a generator the study fits.
+struct GeneratorNeed {
+  std::string key;
+  std::string plugin;
+  toml::table config;  ///< a run config naming the generator (its [data] and [generator] matter)
+  int64_t k = 1;       ///< the largest train.synthetic.k among its runs
+};
+
+/// The study's view of one run while it is planned and trained.
+struct Job {
+  const StudyRun* run = nullptr;
+  std::string generator_key;  ///< "" = none fitted by the study
+  bool fresh = false;         ///< train.synthetic.fresh: sample the generator folder every epoch
+  pid_t pid = 0;
+  std::chrono::steady_clock::time_point start;
+};
+
+class StudyRunner {
+ public:
+  StudyRunner(const StudyPlan& plan, const StudyRunOptions& options)
+      : plan_(plan), options_(options), dir_(options.out),
+        db_(prepare_folder(options.out, options.resume), sql::Database::Mode::create) {}
+
+  int64_t run() {
+    record_study();
+    std::vector<Job> jobs = plan_jobs();
+    fit_generators(jobs);
+    return train(jobs);
+  }
+
+ private:
+  static fs::path prepare_folder(const fs::path& dir, bool resume) {
+    const fs::path file = dir / kDatabase;
+    std::error_code ec;
+    if (fs::exists(file, ec) && !resume) {
+      throw Error(file.string() + ": a study is already here; pass --resume to continue it, or choose another --out");
+    }
+    fs::create_directories(dir / "configs", ec);
+    if (!ec) fs::create_directories(dir / "logs", ec);
+    if (!ec) fs::create_directories(dir / "runs", ec);
+    if (ec) throw Error(dir.string() + ": cannot create the study folder: " + ec.message());
+    return file;
+  }
+
+  /// A new database gets the study and its runs; a resumed one must hold the same study.
+  void record_study() {
+    const bool fresh = [&] {
+      sql::Statement q = db_.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'study'");
+      q.step();
+      return q.integer(0) == 0;
+    }();
+    if (!fresh) {
+      study_db::check_schema(db_);
+      const std::string hash = study_db::get_key(db_, "config_hash");
+      if (hash != plan_.hash) {
+        throw Error(db_.file().string() + ": holds another study (its runs differ from " + plan_.file.string() +
+                    "'s); resume with the same study file, or choose another --out");
+      }
+      const std::string shard = study_db::get_key(db_, "shard");
+      if (shard != options_.shard.text()) {
+        throw Error(db_.file().string() + ": holds shard " + shard + ", not " + options_.shard.text());
+      }
+      redo_killed_runs();
+      return;
+    }
+    study_db::create_schema(db_);
+    sql::Transaction t(db_);
+    json axes = plan_.axes;
+    study_db::set_key(db_, "name", plan_.settings.name);
+    study_db::set_key(db_, "config", plan_.text);
+    study_db::set_key(db_, "config_hash", plan_.hash);
+    study_db::set_key(db_, "created_utc", study_db::utc_now());
+    study_db::set_key(db_, "vaelab_version", VAELAB_VERSION);
+    study_db::set_key(db_, "base_point", plan_.base_point.dump());
+    study_db::set_key(db_, "axes", axes.dump());
+    study_db::set_key(db_, "run_count", std::to_string(plan_.runs.size()));
+    study_db::set_key(db_, "shard", options_.shard.text());
+    sql::Statement insert = db_.prepare(
+        "INSERT INTO runs (id, ordinal, label, regime, seed, axes, path_name, path_step, purpose, config) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+    for (const StudyRun& run : plan_.runs) {
+      if (!options_.shard.holds(run.ordinal)) continue;
+      insert.bind(1, run.id).bind(2, run.ordinal).bind(3, run.label).bind(4, run.regime).bind(5, run.seed);
+      insert.bind(6, run.axes.dump()).bind(7, run.path_name);
+      if (run.path_step >= 0) {
+        insert.bind(8, run.path_step);
+      } else {
+        insert.bind_null(8);
+      }
+      insert.bind(9, run.purpose).bind(10, format_toml(run.config)).run();
+    }
+    t.commit();
+  }
+
+  /// A run left `running` by a process that is gone was killed: its folder is removed and it is
+  /// redone. One still running elsewhere stops this process (two runners on one study).
+  void redo_killed_runs() {
+    sql::Statement q = db_.prepare("SELECT id, owner FROM runs WHERE status = 'running'");
+    std::vector<std::string> killed;
+    const std::string host = hostname();
+    while (q.step()) {
+      const std::string owner = q.text(1);
+      const auto colon = owner.rfind(':');
+      if (colon != std::string::npos && owner.substr(0, colon) == host) {
+        const pid_t pid = static_cast<pid_t>(std::atoll(owner.c_str() + colon + 1));
+        if (pid > 0 && pid != getpid() && kill(pid, 0) == 0) {
+          throw Error(db_.file().string() + ": run " + q.text(0) + " is being trained by process " +
+                      std::to_string(pid) + " of another vaelab study; wait for it or stop it first");
+        }
+      }
+      killed.push_back(q.text(0));
+    }
+    sql::Transaction t(db_);
+    for (const auto& id : killed) {
+      logger().warn("run {} was interrupted ({}); it is redone", id, (dir_ / "runs" / id).string());
+      std::error_code ec;
+      fs::remove_all(dir_ / "runs" / id, ec);
+      db_.prepare("UPDATE runs SET status = 'pending', owner = NULL WHERE id = ?1").bind(1, id).run();
+      db_.prepare("DELETE FROM metrics WHERE run_id = ?1").bind(1, id).run();
+    }
+    t.commit();
+  }
+
+  /// Resolves every unfinished run of this shard (so a bad key fails before anything trains) and
+  /// finds the generators they need.
+  std::vector<Job> plan_jobs() {
+    std::set<std::string> unfinished;
+    {
+      sql::Statement q = db_.prepare("SELECT id FROM runs WHERE status != 'done'");
+      while (q.step()) unfinished.insert(q.text(0));
+    }
+    std::vector<Job> jobs;
+    for (const StudyRun& run : plan_.runs) {
+      if (!options_.shard.holds(run.ordinal) || unfinished.count(run.id) == 0) continue;
+      Job job;
+      job.run = &run;
+      RunConfig resolved = [&] {
+        try {
+          return RunConfig::resolve(run.config, {});
+        } catch (const Error& e) {
+          throw Error(plan_.file.string() + ": run " + run.id + " (" + run.label + "): " + e.what());
+        }
+      }();
+      const ConfigTable gen = resolved.section("generator");
+      const ConfigTable train = resolved.section("train");
+      if (needs_synthetic(run.regime) && gen.get_string("pool").empty() && gen.get_string("directory").empty()) {
+        if (gen.get_string("plugin").empty()) {
+          throw ConfigError(plan_.file.string() + ": run " + run.id + " (" + run.label + ") trains on synthetic data: set "
+                            "generator.plugin in the base config (the study fits it once), or generator.pool");
+        }
+        toml::table gen_table = *resolved.table()["generator"].as_table();
+        gen_table.erase("directory");
+        gen_table.erase("pool");
+        const std::string key = study_db::fnv1a_hex(format_toml(*resolved.table()["data"].as_table()) + "\n" +
+                                                    format_toml(gen_table));
+        job.generator_key = key;
+        job.fresh = train.sub("synthetic").get_bool("fresh");
+        GeneratorNeed& need = needs_[key];
+        if (need.key.empty()) {
+          need.key = key;
+          need.plugin = gen.get_string("plugin");
+          need.config = run.config;
+        }
+        need.k = std::max(need.k, train.sub("synthetic").get_int("k"));
+      }
+      jobs.push_back(job);
+    }
+    return jobs;
+  }
+
+  fs::path generators_root() const {
+    return plan_.settings.generators.empty() ? dir_ / "generators" : fs::path(plan_.settings.generators);
+  }
+
+  /// Fits, samples and checks each needed generator, once; a finished fit or pool already in the
+  /// generators folder (another study's, or this one's before a kill) is reused.
+  void fit_generators(const std::vector<Job>& jobs) {
+    (void)jobs;
+    for (auto& [key, need] : needs_) {
+      if (g_interrupted) throw Error("interrupted");
+      const fs::path gen_dir = generators_root() / key;
+      const fs::path config_file = dir_ / "configs" / ("generator-" + key + ".toml");
+      const fs::path log = dir_ / "logs" / ("generator-" + key + ".log");
+      write_text_atomic(config_file, format_toml(need.config));
+      const fs::path info_file = gen_dir / "generator.json";
+      bool fitted = false;
+      if (fs::exists(info_file)) {
+        const json info = json::parse(read_text(info_file));
+        fitted = !info.value("stopped_early", true);
+      }
+      if (!fitted) {
+        std::printf("generator %s (%s): fitting; log %s\n", key.c_str(), need.plugin.c_str(), log.string().c_str());
+        std::fflush(stdout);
+        run_child(options_.executable, {"generator", "fit", config_file.string(), "--out", gen_dir.string()}, log,
+                  "fitting generator " + key);
+      } else {
+        std::printf("generator %s (%s): reusing the fit in %s\n", key.c_str(), need.plugin.c_str(), gen_dir.string().c_str());
+      }
+      const json info = json::parse(read_text(info_file));
+      const int64_t n = need.k * info.value("train_images", int64_t{0});
+      if (n < 1) throw Error(info_file.string() + ": no train_images count; refit the generator");
+      const fs::path pool = gen_dir / ("pool-" + std::to_string(n) + ".vlp");
+      const fs::path pool_info = gen_dir / ("pool-" + std::to_string(n) + ".json");
+      double sample_seconds = 0;
+      if (!fs::exists(pool_info)) {
+        std::error_code ec;
+        fs::remove(pool, ec);  // a pool without its record was cut short
+        std::printf("generator %s: sampling %lld images into %s\n", key.c_str(), static_cast<long long>(n), pool.string().c_str());
+        std::fflush(stdout);
+        sample_seconds = run_child(options_.executable,
+                                   {"generator", "sample", gen_dir.string(), "--n", std::to_string(n), "--seed", "0",
+                                    "--out", pool.string()},
+                                   log, "sampling generator " + key);
+        write_text_atomic(pool_info, json{{"images", n}, {"sample_seconds", sample_seconds}}.dump() + "\n");
+      } else {
+        sample_seconds = json::parse(read_text(pool_info)).value("sample_seconds", 0.0);
+      }
+      std::string check;
+      if (plan_.settings.check_samples > 0) {
+        const fs::path check_dir = pool.string() + ".check";
+        if (!fs::exists(check_dir / "check.json")) {
+          std::printf("generator %s: checking %lld samples against the data\n", key.c_str(),
+                      static_cast<long long>(plan_.settings.check_samples));
+          std::fflush(stdout);
+          run_child(options_.executable,
+                    {"generator", "check", pool.string(), "--data", config_file.string(), "--n",
+                     std::to_string(std::min(plan_.settings.check_samples, n)), "--out", check_dir.string()},
+                    log, "checking generator " + key);
+        }
+        check = read_text(check_dir / "check.json");
+      }
+      sql::Transaction t(db_);
+      sql::Statement put = db_.prepare(
+          "INSERT OR REPLACE INTO generators (key, plugin, dir, pool, pool_images, fit_seconds, sample_seconds, \"check\", status) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'done')");
+      put.bind(1, key).bind(2, need.plugin).bind(3, relative_to(gen_dir, dir_)).bind(4, relative_to(pool, dir_));
+      put.bind(5, n).bind(6, info.value("fit_wall_seconds_total", 0.0)).bind(7, sample_seconds);
+      if (check.empty()) {
+        put.bind_null(8);
+      } else {
+        put.bind(8, check);
+      }
+      put.run();
+      t.commit();
+      pools_[key] = {fs::absolute(pool), fs::absolute(gen_dir)};
+    }
+  }
+
+  /// The config a run trains with: the study's, pointed at its generator's pool (or folder).
+  fs::path write_run_config(const Job& job) {
+    toml::table config = job.run->config;
+    if (!job.generator_key.empty()) {
+      const auto& [pool, gen_dir] = pools_.at(job.generator_key);
+      toml::table* gen = config["generator"].as_table();
+      if (gen == nullptr) {
+        config.insert_or_assign("generator", toml::table{});
+        gen = config["generator"].as_table();
+      }
+      if (job.fresh) {
+        gen->insert_or_assign("directory", gen_dir.string());
+      } else {
+        gen->insert_or_assign("pool", pool.string());
+      }
+    }
+    const fs::path file = dir_ / "configs" / (job.run->id + ".toml");
+    write_text_atomic(file, "# Run " + job.run->id + " of study " + plan_.settings.name + ": " + job.run->label +
+                                "\n" + format_toml(config) + "\n");
+    return file;
+  }
+
+  void start(Job& job) {
+    const fs::path config_file = write_run_config(job);
+    const fs::path run_dir = dir_ / "runs" / job.run->id;
+    std::error_code ec;
+    fs::remove_all(run_dir, ec);  // what a killed attempt left
+    const fs::path log = dir_ / "logs" / (job.run->id + ".log");
+    fs::remove(log, ec);
+    {
+      sql::Transaction t(db_);
+      db_.prepare("UPDATE runs SET status = 'running', owner = ?2, started_utc = ?3, generator_key = ?4, "
+                  "run_dir = NULL, summary = NULL, error = NULL WHERE id = ?1")
+          .bind(1, job.run->id)
+          .bind(2, owner_tag())
+          .bind(3, study_db::utc_now())
+          .bind(4, job.generator_key.empty() ? std::optional<std::string>() : job.generator_key)
+          .run();
+      t.commit();
+    }
+    job.start = std::chrono::steady_clock::now();
+    job.pid = spawn(options_.executable, {"train", config_file.string(), "--out", run_dir.string()}, log);
+  }
+
+  /// Records a finished child: the summary and every metrics line in one transaction.
+  bool finish(const Job& job, int exit_code) {
+    const double wall = seconds_since(job.start);
+    const fs::path run_dir = dir_ / "runs" / job.run->id;
+    const fs::path log = dir_ / "logs" / (job.run->id + ".log");
+    std::string error;
+    std::string summary;
+    std::vector<std::pair<int64_t, std::string>> points;
+    if (exit_code == 0) {
+      try {
+        summary = read_text(run_dir / "summary.json");
+        std::ifstream in(run_dir / "metrics.jsonl");
+        std::string line;
+        while (std::getline(in, line)) {
+          if (line.empty()) continue;
+          const json point = json::parse(line);
+          points.emplace_back(point.at("epoch").get<int64_t>(), line);
+        }
+      } catch (const std::exception& e) {
+        error = std::string("the run ended but its results cannot be read: ") + e.what();
+      }
+    } else {
+      error = "exit " + std::to_string(exit_code) + ": " + last_line(log) + " (log: " + log.string() + ")";
+    }
+    sql::Transaction t(db_);
+    if (error.empty()) {
+      db_.prepare("UPDATE runs SET status = 'done', owner = NULL, finished_utc = ?2, wall_seconds = ?3, summary = ?4, "
+                  "run_dir = ?5 WHERE id = ?1")
+          .bind(1, job.run->id)
+          .bind(2, study_db::utc_now())
+          .bind(3, wall)
+          .bind(4, summary)
+          .bind(5, relative_to(run_dir, dir_))
+          .run();
+      db_.prepare("DELETE FROM metrics WHERE run_id = ?1").bind(1, job.run->id).run();
+      sql::Statement insert = db_.prepare("INSERT OR REPLACE INTO metrics (run_id, epoch, point) VALUES (?1, ?2, ?3)");
+      for (const auto& [epoch, line] : points) insert.bind(1, job.run->id).bind(2, epoch).bind(3, line).run();
+    } else {
+      db_.prepare("UPDATE runs SET status = 'failed', owner = NULL, finished_utc = ?2, wall_seconds = ?3, error = ?4 "
+                  "WHERE id = ?1")
+          .bind(1, job.run->id)
+          .bind(2, study_db::utc_now())
+          .bind(3, wall)
+          .bind(4, error)
+          .run();
+    }
+    t.commit();
+    if (!error.empty()) {
+      std::printf("  failed %s (%s): %s\n", job.run->id.c_str(), job.run->label.c_str(), error.c_str());
+      return false;
+    }
+    const json s = json::parse(summary);
+    std::printf("  done %s (%s): test ELBO %.2f, gap %.2f nats, %s\n", job.run->id.c_str(), job.run->label.c_str(),
+                s.value("elbo_test_nats", 0.0), s.value("generalization_gap_nats", 0.0), duration_text(wall).c_str());
+    return true;
+  }
+
+  int64_t train(std::vector<Job>& jobs) {
+    const int64_t parallel = std::max<int64_t>(1, options_.jobs > 0 ? options_.jobs : plan_.settings.jobs);
+    const size_t total = jobs.size();
+    std::printf("study %s: %zu runs to train (%lld at once) into %s\n", plan_.settings.name.c_str(), total,
+                static_cast<long long>(parallel), (dir_ / kDatabase).string().c_str());
+    std::fflush(stdout);
+    const auto start = std::chrono::steady_clock::now();
+    size_t next = 0;
+    size_t done = 0;
+    int64_t failed = 0;
+    std::map<pid_t, Job*> running;
+    while (done < total) {
+      while (!g_interrupted && next < total && static_cast<int64_t>(running.size()) < parallel) {
+        Job& job = jobs[next++];
+        start_logged(job, next, total);
+        running[job.pid] = &job;
+      }
+      if (running.empty()) break;
+      int status = 0;
+      const pid_t pid = waitpid(-1, &status, 0);
+      if (pid < 0) {
+        if (errno == EINTR) continue;
+        throw Error(std::string("waitpid: ") + std::strerror(errno));
+      }
+      const auto it = running.find(pid);
+      if (it == running.end()) continue;
+      Job* job = it->second;
+      running.erase(it);
+      const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      if (g_interrupted) {
+        // Interrupted with the study: the run is redone on --resume, not counted as failed.
+        sql::Transaction t(db_);
+        db_.prepare("UPDATE runs SET status = 'pending', owner = NULL WHERE id = ?1").bind(1, job->run->id).run();
+        t.commit();
+        ++done;
+        continue;
+      }
+      if (!finish(*job, code)) ++failed;
+      ++done;
+      const double elapsed = seconds_since(start);
+      const double per_run = elapsed / static_cast<double>(done);
+      const double eta = per_run * static_cast<double>(total - done);
+      std::printf("[%zu/%zu] %s elapsed, ETA %s\n", done, total, duration_text(elapsed).c_str(), duration_text(eta).c_str());
+      std::fflush(stdout);
+    }
+    if (g_interrupted) throw Error("interrupted: finished runs are kept; continue with --resume");
+    return failed;
+  }
+
+  void start_logged(Job& job, size_t position, size_t total) {
+    std::printf("[%zu/%zu] start %s (%s)\n", position, total, job.run->id.c_str(), job.run->label.c_str());
+    std::fflush(stdout);
+    start(job);
+  }
+
+  const StudyPlan& plan_;
+  StudyRunOptions options_;
+  fs::path dir_;
+  sql::Database db_;
+  std::map<std::string, GeneratorNeed> needs_;
+  std::map<std::string, std::pair<fs::path, fs::path>> pools_;  ///< key → pool file, generator folder
+};
+
+/// SIGINT and SIGTERM stop the study between runs (children get the signal too and end).
+class InterruptScope {
+ public:
+  InterruptScope() {
+    g_interrupted = 0;
+    previous_int_ = std::signal(SIGINT, on_interrupt);
+    previous_term_ = std::signal(SIGTERM, on_interrupt);
+  }
+  ~InterruptScope() {
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
+  InterruptScope(const InterruptScope&) = delete;
+  InterruptScope& operator=(const InterruptScope&) = delete;
+
+ private:
+  void (*previous_int_)(int) = nullptr;
+  void (*previous_term_)(int) = nullptr;
+};
+
+}  // namespace
+
+int64_t run_study(const StudyPlan& plan, const StudyRunOptions& options) {
+  InterruptScope interrupts;
+  StudyRunner runner(plan, options);
+  return runner.run();
+}
+
+}  // namespace vaelab
