@@ -69,12 +69,17 @@ void select_subset(ImageSet& images, int64_t count, uint64_t seed) {
   order.resize(static_cast<size_t>(count));
   std::sort(order.begin(), order.end());
 
+  keep_images(images, order);
+}
+
+void keep_images(ImageSet& images, const std::vector<int64_t>& order) {
   const int64_t size = images.image_bytes();
   if (images.continuous()) {
     images.values = gather_images(images.values, order, size);
   } else {
     images.pixels = gather_images(images.pixels, order, size);
   }
+  const auto count = static_cast<int64_t>(order.size());
   std::vector<int64_t> labels(static_cast<size_t>(count), -1);
   for (int64_t k = 0; k < count; ++k) {
     const int64_t i = order[static_cast<size_t>(k)];
@@ -84,6 +89,19 @@ void select_subset(ImageSet& images, int64_t count, uint64_t seed) {
   }
   images.labels = std::move(labels);
   images.count = count;
+}
+
+ImageSet take_label(ImageSet& images, int64_t label) {
+  std::vector<int64_t> held;
+  std::vector<int64_t> kept;
+  for (int64_t i = 0; i < images.count; ++i) {
+    const bool match = static_cast<size_t>(i) < images.labels.size() && images.labels[static_cast<size_t>(i)] == label;
+    (match ? held : kept).push_back(i);
+  }
+  ImageSet out = images;
+  keep_images(out, held);
+  keep_images(images, kept);
+  return out;
 }
 
 }  // namespace vaelab

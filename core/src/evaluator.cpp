@@ -90,8 +90,9 @@ nlohmann::json Evaluator::run(const std::vector<std::string>& metrics, const Eva
     const int64_t samples = config_.get_int_in("elbo_samples", 1, 1000000);
     const ElboSummary train =
         evaluate_elbo(model_, likelihood_, data.train, samples, batch, seed_ + 1, device_);
+    const bool anomalies = data.anomalies.defined() && data.anomalies.size(0) > 0;
     const ElboSummary test =
-        evaluate_elbo(model_, likelihood_, data.test, samples, batch, seed_ + 2, device_);
+        evaluate_elbo(model_, likelihood_, data.test, samples, batch, seed_ + 2, device_, anomalies);
     out["elbo_train_nats"] = train.elbo_nats;
     out["elbo_test_nats"] = test.elbo_nats;
     out["generalization_gap_nats"] = train.elbo_nats - test.elbo_nats;
@@ -105,6 +106,17 @@ nlohmann::json Evaluator::run(const std::vector<std::string>& metrics, const Eva
     }
     if (!data.test_exact_log_likelihood.empty()) {
       out["exact_log_likelihood_test_nats"] = mean_of_first(data.test_exact_log_likelihood, 0);
+    }
+    if (anomalies) {
+      // Anomaly detection: −ELBO scores the held-out class (positives) against the test set.
+      const ElboSummary held =
+          evaluate_elbo(model_, likelihood_, data.anomalies, samples, batch, seed_ + 3, device_, true);
+      std::vector<double> held_scores;
+      std::vector<double> test_scores;
+      for (double v : held.per_image) held_scores.push_back(-v);
+      for (double v : test.per_image) test_scores.push_back(-v);
+      out["anomaly_auroc"] = auroc(held_scores, test_scores);
+      out["elbo_anomalies_nats"] = held.elbo_nats;
     }
     out["elbo_seconds"] = seconds_since(start);
   }

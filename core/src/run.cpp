@@ -86,6 +86,17 @@ OpenedData open_dataset(const RunConfig& config) {
   OpenedData d;
   d.source = config.registry().create<DataSource>(config.plugin("data"), config.plugin_config("data"));
   d.dataset = d.source->open();
+  const int64_t holdout = data_cfg.get_int_in("holdout_label", -1, INT64_MAX);
+  if (holdout >= 0) {
+    const ImageSet held_train = take_label(d.dataset.train, holdout);
+    d.anomalies = take_label(d.dataset.test, holdout);
+    if (held_train.count == 0 && d.anomalies.count == 0) {
+      throw ConfigError("data.holdout_label = " + std::to_string(holdout) + ": no image of " + d.dataset.name +
+                        " has this label");
+    }
+    logger().info("data.holdout_label {}: {} training images held out; {} test images are the anomalies",
+                  holdout, held_train.count, d.anomalies.count);
+  }
   const auto subset_seed = static_cast<uint64_t>(data_cfg.get_int("subset_seed"));
   select_subset(d.dataset.train, data_cfg.get_int_in("train_size", 0, INT64_MAX), subset_seed);
   select_subset(d.dataset.test, data_cfg.get_int_in("test_size", 0, INT64_MAX), subset_seed + 1);
@@ -116,6 +127,7 @@ Session open_session(const RunConfig& config, bool preprocess) {
   OpenedData data = open_dataset(config);
   s.source = std::move(data.source);
   s.dataset = std::move(data.dataset);
+  const ImageSet anomalies = std::move(data.anomalies);
   const auto subset_seed = static_cast<uint64_t>(data_cfg.get_int("subset_seed"));
   if (s.dataset.train.continuous() || s.dataset.test.continuous()) {
     // Continuous images have no 8-bit grid: only a density on the reals fits them.
@@ -132,6 +144,7 @@ Session open_session(const RunConfig& config, bool preprocess) {
   if (preprocess) {
     s.train = to_float_images(s.dataset.train, binarize);
     s.test = to_float_images(s.dataset.test, binarize);
+    if (anomalies.count > 0) s.anomalies = to_float_images(anomalies, binarize);
     s.train_eval = s.train;
     if (train_subset > 0 && train_subset < s.dataset.train.count) {
       ImageSet subset = s.dataset.train;
@@ -176,6 +189,7 @@ EvalData eval_data(const Session& s) {
   d.train = s.train_eval;
   d.test = s.test;
   d.test_labels = s.test_labels;
+  d.anomalies = s.anomalies;
   d.test_exact_log_likelihood = s.test_exact_log_likelihood;
   d.continuous = s.dataset.test.continuous();
   return d;

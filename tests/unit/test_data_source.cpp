@@ -63,3 +63,21 @@ TEST_CASE("select_subset is seeded, keeps order and keeps labels with their imag
   vaelab::select_subset(all, 0, 1);
   REQUIRE(all.count == 5);
 }
+
+TEST_CASE("take_label moves one class out and keeps the rest in order", "[data]") {
+  vaelab::ImageSet s = numbered(10, 2, 2);
+  for (int64_t i = 0; i < s.count; ++i) s.labels[static_cast<size_t>(i)] = i % 3;
+  const vaelab::ImageSet held = vaelab::take_label(s, 1);
+  REQUIRE(held.count == 3);  // images 1, 4, 7
+  REQUIRE(s.count == 7);
+  CHECK(held.labels == std::vector<int64_t>{1, 1, 1});
+  CHECK(held.pixels[0] == 2);
+  CHECK(held.pixels[4] == 5);
+  CHECK(held.pixels[8] == 8);
+  CHECK(s.labels == std::vector<int64_t>{0, 2, 0, 2, 0, 2, 0});
+  CHECK(s.pixels.size() == 7 * 4);
+  CHECK(s.pixels[4] == 3);  // image 2 follows image 0
+  const vaelab::ImageSet none = vaelab::take_label(s, 9);
+  CHECK(none.count == 0);
+  CHECK(s.count == 7);
+}

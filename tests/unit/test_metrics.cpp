@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <random>
+
 #include <torch/torch.h>
 
 #include <vaelab/likelihood.hpp>
@@ -146,4 +148,26 @@ TEST_CASE("the amortization gap leaves the model's parameters untouched", "[amor
   REQUIRE_FALSE(probe_layer->weight.grad().defined());
   REQUIRE(probe_layer->weight.requires_grad());
   REQUIRE(model.module().is_training());
+}
+
+TEST_CASE("AUROC is the Mann-Whitney probability, ties counting one half", "[anomaly]") {
+  CHECK(vaelab::auroc({3, 4}, {1, 2}) == Approx(1.0));
+  CHECK(vaelab::auroc({1, 2}, {3, 4}) == Approx(0.0));
+  // Pairs (p, n): (2,1) win, (2,3) loss, (5,1) win, (5,3) win → 3/4.
+  CHECK(vaelab::auroc({2, 5}, {1, 3}) == Approx(0.75));
+  // Ties: (1,1) half, (1,0) win → (1 + 0.5) / 2.
+  CHECK(vaelab::auroc({1}, {1, 0}) == Approx(0.75));
+  CHECK(vaelab::auroc({7, 7, 7}, {7}) == Approx(0.5));
+  // Against a brute-force count on random scores with ties.
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> value(0, 20);
+  std::vector<double> p(50), n(70);
+  for (auto& v : p) v = value(rng) + 3;
+  for (auto& v : n) v = value(rng);
+  double wins = 0;
+  for (double a : p) {
+    for (double b : n) wins += a > b ? 1.0 : a == b ? 0.5 : 0.0;
+  }
+  CHECK(vaelab::auroc(p, n) == Approx(wins / (50.0 * 70.0)).epsilon(1e-12));
+  CHECK_THROWS_WITH(vaelab::auroc({}, {1}), Catch::Contains("at least one positive"));
 }

@@ -69,4 +69,11 @@ void pad_images(ImageSet& images, int64_t height, int64_t width);
 /// original order. count == 0 or count >= images.count keeps all.
 void select_subset(ImageSet& images, int64_t count, uint64_t seed);
 
+/// Keeps the images at the given indices, in that order (labels follow).
+void keep_images(ImageSet& images, const std::vector<int64_t>& indices);
+
+/// Removes the images labelled `label` from `images` and returns them (data.holdout_label: a
+/// class held out of training, the anomalies of anomaly detection).
+ImageSet take_label(ImageSet& images, int64_t label);
+
 }  // namespace vaelab

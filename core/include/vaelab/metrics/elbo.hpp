@@ -1,5 +1,7 @@
 #pragma once
 
+#include <vector>
+
 #include <cstdint>
 
 #include <torch/types.h>
@@ -33,13 +35,19 @@ struct ElboSummary {
   double log_likelihood_nats = 0;
   double kl_nats = 0;
   int64_t images = 0;
+  std::vector<double> per_image;  ///< the ELBO of each image, when asked for
 };
+
+/// Area under the ROC curve of `scores` separating `positives` from `negatives` (higher = more
+/// positive): the probability that a random positive outscores a random negative, ties counting
+/// one half (the Mann–Whitney U statistic over |P|·|N|). Throws when either set is empty.
+double auroc(const std::vector<double>& positives, const std::vector<double>& negatives);
 
 /// Mean ELBO over `data` (float [N, C, H, W] on the CPU) in eval mode without gradients, in
 /// batches of `batch_size` moved to `device`. Noise comes from a generator seeded with `seed`, so
 /// the same model and data give the same number. Restores the module's train/eval mode.
 ElboSummary evaluate_elbo(Model& model, const Likelihood& likelihood, const torch::Tensor& data,
                           int64_t samples, int64_t batch_size, uint64_t seed,
-                          const torch::Device& device);
+                          const torch::Device& device, bool keep_per_image = false);
 
 }  // namespace vaelab

@@ -18,6 +18,9 @@ struct EvalData {
   torch::Tensor train;  ///< the real training set (or its fixed subset): the "train" of Eq. 3
   torch::Tensor test;
   std::vector<int64_t> test_labels;  ///< for the probe; -1 = unlabelled
+  /// Images of a class held out of training (data.holdout_label), or undefined: the elbo metric
+  /// then adds anomaly_auroc, −ELBO as the score, these against the test set.
+  torch::Tensor anomalies;
   /// log p(x) per test image under the true distribution (a synthetic world), else empty.
   std::vector<double> test_exact_log_likelihood;
   bool continuous = false;  ///< the images are continuous, not on the 1/255 grid
@@ -34,7 +37,7 @@ void check_metric_names(const std::vector<std::string>& names);
 /// elbo_train_nats, elbo_test_nats, generalization_gap_nats, log_likelihood_*_nats, kl_*_nats,
 /// bits_per_dim_{train,test} (discrete likelihoods only), iwae_test_nats, iwae_bits_per_dim_test,
 /// elbo_star_test_nats, amortization_gap_nats, robustness_gap, msssim_inputs,
-/// msssim_reconstructions, probe_accuracy, knn_accuracy, and <metric>_seconds for each. On a
+/// msssim_reconstructions, probe_accuracy, knn_accuracy, anomaly_auroc (with anomalies), and <metric>_seconds for each. On a
 /// dataset that knows its true density: exact_log_likelihood_test_nats (with elbo) and
 /// iwae_exact_gap_nats = exact − IWAE on the same images (with iwae).
 class Evaluator {

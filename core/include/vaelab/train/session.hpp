@@ -27,6 +27,7 @@ struct Session {
   torch::Tensor train;       ///< the training split (or its subset), preprocessed, CPU
   torch::Tensor train_eval;  ///< what the train ELBO is measured on
   torch::Tensor test;
+  torch::Tensor anomalies;  ///< test images of data.holdout_label (undefined without one)
   std::vector<int64_t> test_labels;  ///< -1 where unlabelled
   /// log p(x) of each test image under the true distribution, when the data source knows it.
   std::vector<double> test_exact_log_likelihood;
@@ -39,10 +40,12 @@ struct Session {
 Session open_session(const RunConfig& config, bool preprocess = true);
 
 /// The [data] section's data source and its Dataset with the configured train/test subsets
-/// applied (data.train_size, data.test_size, data.subset_seed), as stored: not preprocessed.
+/// applied (data.train_size, data.test_size, data.subset_seed), as stored: not preprocessed. With
+/// data.holdout_label, that class is taken out of both splits first (the subsets count the rest).
 struct OpenedData {
   PluginPtr<DataSource> source;
   Dataset dataset;
+  ImageSet anomalies;  ///< the test split's images of data.holdout_label (count 0 without one)
 };
 OpenedData open_dataset(const RunConfig& config);
 
