@@ -18,6 +18,7 @@ int study_command(const StudyOptions& options) {
   const StudyPlan plan = expand_study(options.config);
   const Shard shard = Shard::parse(options.shard);
   if (options.list) {
+    validate_study(plan);
     std::printf("study %s: %zu runs, axes:", plan.settings.name.c_str(), plan.runs.size());
     for (const auto& axis : plan.axes) std::printf(" %s", axis.c_str());
     std::printf("\n");

@@ -14,6 +14,7 @@
 #include <vaelab/build_info.h>
 #include <vaelab/data_source.hpp>
 #include <vaelab/generator.hpp>
+#include <vaelab/io/image_grid.hpp>
 #include <vaelab/io/pool.hpp>
 #include <vaelab/io/run_store.hpp>
 #include <vaelab/io/safetensors.hpp>
@@ -331,6 +332,48 @@ SyntheticImages load_synthetic(const RunConfig& config, Session& s) {
   return out;
 }
 
+/// [0, 1] images [B, C, H, W] → 8-bit images (clamped: a continuous world may leave [0, 1]).
+ImageSet to_image_set(const torch::Tensor& images) {
+  const torch::Tensor bytes =
+      (images.detach().to(torch::kCPU).clamp(0, 1) * 255).round().to(torch::kUInt8).contiguous();
+  ImageSet out;
+  out.count = bytes.size(0);
+  out.channels = bytes.size(1);
+  out.height = bytes.size(2);
+  out.width = bytes.size(3);
+  out.pixels.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
+  return out;
+}
+
+/// samples.png (64 decodes of z ~ N(0, I), the likelihood's mean) and reconstructions.png (rows
+/// of 8 test images, each followed by a row of their reconstructions from the posterior mean):
+/// what a person looks at first, and what a study's report shows.
+void write_run_grids(Session& s, const fs::path& dir, uint64_t seed) {
+  if (s.test.size(1) != 1 && s.test.size(1) != 3) return;  // no picture of other channel counts
+  torch::nn::Module& module = s.model->module();
+  const bool was_training = module.is_training();
+  module.eval();
+  torch::NoGradGuard no_grad;
+  at::Generator generator = shim::make_cpu_generator(seed);
+  std::vector<int64_t> shape = {64};
+  for (int64_t d : s.model->latent_shape()) shape.push_back(d);
+  const torch::Tensor z =
+      shim::randn(shape, torch::TensorOptions().device(s.backend->device()), &generator);
+  write_image_grid(dir / "samples.png", to_image_set(s.likelihood->mean(s.model->decode(z))));
+
+  const int64_t n = std::min<int64_t>(32, s.test.size(0));
+  const torch::Tensor x = s.test.slice(0, 0, n).to(s.backend->device());
+  const torch::Tensor recon = s.likelihood->mean(s.model->decode(s.model->encode(x).mean)).to(torch::kCPU);
+  std::vector<torch::Tensor> rows;
+  for (int64_t start = 0; start < n; start += 8) {
+    const int64_t end = std::min(n, start + 8);
+    rows.push_back(x.slice(0, start, end).to(torch::kCPU));
+    rows.push_back(recon.slice(0, start, end));
+  }
+  write_image_grid(dir / "reconstructions.png", to_image_set(torch::cat(rows)));
+  if (was_training) module.train();
+}
+
 fs::path default_run_dir(const fs::path& config_file) {
   const std::time_t now = std::time(nullptr);
   std::tm utc{};
@@ -524,6 +567,7 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
       {"torch_version", shim::torch_version()},
   });
   store.write_summary(summary);
+  write_run_grids(s, dir, static_cast<uint64_t>(train_cfg.get_int("seed")) + 7);
   logger().info("done: ELBO train {:.2f}, test {:.2f} nats; {:.0f} images/s; results in {}",
                 summary["elbo_train_nats"].get<double>(), summary["elbo_test_nats"].get<double>(),
                 summary["train_images_per_second"].get<double>(), dir.string());

@@ -181,7 +181,7 @@ class StudyRunner {
   int64_t run() {
     record_study();
     std::vector<Job> jobs = plan_jobs();
-    fit_generators(jobs);
+    fit_generators();
     return train(jobs);
   }
 
@@ -329,78 +329,126 @@ class StudyRunner {
     return plan_.settings.generators.empty() ? dir_ / "generators" : fs::path(plan_.settings.generators);
   }
 
-  /// Fits, samples and checks each needed generator, once; a finished fit or pool already in the
-  /// generators folder (another study's, or this one's before a kill) is reused.
-  void fit_generators(const std::vector<Job>& jobs) {
-    (void)jobs;
-    for (auto& [key, need] : needs_) {
-      if (g_interrupted) throw Error("interrupted");
-      const fs::path gen_dir = generators_root() / key;
-      const fs::path config_file = dir_ / "configs" / ("generator-" + key + ".toml");
-      const fs::path log = dir_ / "logs" / ("generator-" + key + ".log");
-      write_text_atomic(config_file, format_toml(need.config));
-      const fs::path info_file = gen_dir / "generator.json";
-      bool fitted = false;
-      if (fs::exists(info_file)) {
-        const json info = json::parse(read_text(info_file));
-        fitted = !info.value("stopped_early", true);
-      }
-      if (!fitted) {
-        std::printf("generator %s (%s): fitting; log %s\n", key.c_str(), need.plugin.c_str(), log.string().c_str());
-        std::fflush(stdout);
-        run_child(options_.executable, {"generator", "fit", config_file.string(), "--out", gen_dir.string()}, log,
-                  "fitting generator " + key);
-      } else {
-        std::printf("generator %s (%s): reusing the fit in %s\n", key.c_str(), need.plugin.c_str(), gen_dir.string().c_str());
-      }
-      const json info = json::parse(read_text(info_file));
-      const int64_t n = need.k * info.value("train_images", int64_t{0});
-      if (n < 1) throw Error(info_file.string() + ": no train_images count; refit the generator");
-      const fs::path pool = gen_dir / ("pool-" + std::to_string(n) + ".vlp");
-      const fs::path pool_info = gen_dir / ("pool-" + std::to_string(n) + ".json");
-      double sample_seconds = 0;
-      if (!fs::exists(pool_info)) {
-        std::error_code ec;
-        fs::remove(pool, ec);  // a pool without its record was cut short
-        std::printf("generator %s: sampling %lld images into %s\n", key.c_str(), static_cast<long long>(n), pool.string().c_str());
-        std::fflush(stdout);
-        sample_seconds = run_child(options_.executable,
-                                   {"generator", "sample", gen_dir.string(), "--n", std::to_string(n), "--seed", "0",
-                                    "--out", pool.string()},
+  /// A generator ready for the runs: fitted, sampled into a pool, checked.
+  struct PreparedGenerator {
+    std::string key;
+    std::string plugin;
+    fs::path dir;
+    fs::path pool;
+    int64_t pool_images = 0;
+    double fit_seconds = 0;
+    double sample_seconds = 0;
+    std::string check;  ///< check.json, or "" without a check
+    std::string error;  ///< why it could not be prepared
+  };
+
+  /// Fits, samples and checks one generator in child processes; a finished fit or pool already in
+  /// the generators folder (another study's, or this one's before a kill) is reused. No database
+  /// access: several run at once on their own threads.
+  PreparedGenerator prepare_generator(const GeneratorNeed& need) const {
+    PreparedGenerator g;
+    g.key = need.key;
+    g.plugin = need.plugin;
+    g.dir = generators_root() / need.key;
+    const std::string& key = need.key;
+    const fs::path config_file = dir_ / "configs" / ("generator-" + key + ".toml");
+    const fs::path log = dir_ / "logs" / ("generator-" + key + ".log");
+    write_text_atomic(config_file, format_toml(need.config));
+    const fs::path info_file = g.dir / "generator.json";
+    bool fitted = false;
+    if (fs::exists(info_file)) fitted = !json::parse(read_text(info_file)).value("stopped_early", true);
+    if (!fitted) {
+      std::printf("generator %s (%s): fitting; log %s\n", key.c_str(), need.plugin.c_str(), log.string().c_str());
+      std::fflush(stdout);
+      run_child(options_.executable, {"generator", "fit", config_file.string(), "--out", g.dir.string()}, log,
+                "fitting generator " + key);
+    } else {
+      std::printf("generator %s (%s): reusing the fit in %s\n", key.c_str(), need.plugin.c_str(), g.dir.string().c_str());
+    }
+    const json info = json::parse(read_text(info_file));
+    g.fit_seconds = info.value("fit_wall_seconds_total", 0.0);
+    g.pool_images = need.k * info.value("train_images", int64_t{0});
+    if (g.pool_images < 1) throw Error(info_file.string() + ": no train_images count; refit the generator");
+    const std::string n = std::to_string(g.pool_images);
+    g.pool = g.dir / ("pool-" + n + ".vlp");
+    const fs::path pool_info = g.dir / ("pool-" + n + ".json");
+    if (!fs::exists(pool_info)) {
+      std::error_code ec;
+      fs::remove(g.pool, ec);  // a pool without its record was cut short
+      std::printf("generator %s: sampling %s images into %s\n", key.c_str(), n.c_str(), g.pool.string().c_str());
+      std::fflush(stdout);
+      g.sample_seconds = run_child(options_.executable,
+                                   {"generator", "sample", g.dir.string(), "--n", n, "--seed", "0", "--out", g.pool.string()},
                                    log, "sampling generator " + key);
-        write_text_atomic(pool_info, json{{"images", n}, {"sample_seconds", sample_seconds}}.dump() + "\n");
-      } else {
-        sample_seconds = json::parse(read_text(pool_info)).value("sample_seconds", 0.0);
+      write_text_atomic(pool_info, json{{"images", g.pool_images}, {"sample_seconds", g.sample_seconds}}.dump() + "\n");
+    } else {
+      g.sample_seconds = json::parse(read_text(pool_info)).value("sample_seconds", 0.0);
+    }
+    if (plan_.settings.check_samples > 0) {
+      const fs::path check_dir = g.pool.string() + ".check";
+      if (!fs::exists(check_dir / "check.json")) {
+        std::printf("generator %s: checking samples against the data\n", key.c_str());
+        std::fflush(stdout);
+        run_child(options_.executable,
+                  {"generator", "check", g.pool.string(), "--data", config_file.string(), "--n",
+                   std::to_string(std::min(plan_.settings.check_samples, g.pool_images)), "--out", check_dir.string()},
+                  log, "checking generator " + key);
       }
-      std::string check;
-      if (plan_.settings.check_samples > 0) {
-        const fs::path check_dir = pool.string() + ".check";
-        if (!fs::exists(check_dir / "check.json")) {
-          std::printf("generator %s: checking %lld samples against the data\n", key.c_str(),
-                      static_cast<long long>(plan_.settings.check_samples));
-          std::fflush(stdout);
-          run_child(options_.executable,
-                    {"generator", "check", pool.string(), "--data", config_file.string(), "--n",
-                     std::to_string(std::min(plan_.settings.check_samples, n)), "--out", check_dir.string()},
-                    log, "checking generator " + key);
-        }
-        check = read_text(check_dir / "check.json");
+      g.check = read_text(check_dir / "check.json");
+    }
+    return g;
+  }
+
+  /// Prepares every needed generator, up to `jobs` at once, and records each in the database.
+  void fit_generators() {
+    std::vector<const GeneratorNeed*> needs;
+    for (const auto& [key, need] : needs_) needs.push_back(&need);
+    std::vector<PreparedGenerator> prepared(needs.size());
+    const size_t parallel = static_cast<size_t>(std::max<int64_t>(1, parallel_jobs()));
+    for (size_t first = 0; first < needs.size(); first += parallel) {
+      std::vector<std::thread> threads;
+      for (size_t i = first; i < std::min(needs.size(), first + parallel); ++i) {
+        threads.emplace_back([this, &needs, &prepared, i] {
+          try {
+            prepared[i] = prepare_generator(*needs[i]);
+          } catch (const std::exception& e) {
+            prepared[i].key = needs[i]->key;
+            prepared[i].error = e.what();
+          }
+        });
+      }
+      for (auto& t : threads) t.join();
+    }
+    for (const PreparedGenerator& g : prepared) {
+      if (!g.error.empty()) {
+        sql::Transaction t(db_);
+        db_.prepare("INSERT OR REPLACE INTO generators (key, plugin, dir, status) VALUES (?1, ?2, ?3, 'failed')")
+            .bind(1, g.key)
+            .bind(2, needs_.at(g.key).plugin)
+            .bind(3, relative_to(generators_root() / g.key, dir_))
+            .run();
+        t.commit();
+        throw Error(g.error);
       }
       sql::Transaction t(db_);
       sql::Statement put = db_.prepare(
           "INSERT OR REPLACE INTO generators (key, plugin, dir, pool, pool_images, fit_seconds, sample_seconds, \"check\", status) "
           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'done')");
-      put.bind(1, key).bind(2, need.plugin).bind(3, relative_to(gen_dir, dir_)).bind(4, relative_to(pool, dir_));
-      put.bind(5, n).bind(6, info.value("fit_wall_seconds_total", 0.0)).bind(7, sample_seconds);
-      if (check.empty()) {
+      put.bind(1, g.key).bind(2, g.plugin).bind(3, relative_to(g.dir, dir_)).bind(4, relative_to(g.pool, dir_));
+      put.bind(5, g.pool_images).bind(6, g.fit_seconds).bind(7, g.sample_seconds);
+      if (g.check.empty()) {
         put.bind_null(8);
       } else {
-        put.bind(8, check);
+        put.bind(8, g.check);
       }
       put.run();
       t.commit();
-      pools_[key] = {fs::absolute(pool), fs::absolute(gen_dir)};
+      pools_[g.key] = {fs::absolute(g.pool), fs::absolute(g.dir)};
     }
+  }
+
+  int64_t parallel_jobs() const {
+    return std::max<int64_t>(1, options_.jobs > 0 ? options_.jobs : plan_.settings.jobs);
   }
 
   /// The config a run trains with: the study's, pointed at its generator's pool (or folder).
@@ -505,7 +553,7 @@ class StudyRunner {
   }
 
   int64_t train(std::vector<Job>& jobs) {
-    const int64_t parallel = std::max<int64_t>(1, options_.jobs > 0 ? options_.jobs : plan_.settings.jobs);
+    const int64_t parallel = parallel_jobs();
     const size_t total = jobs.size();
     std::printf("study %s: %zu runs to train (%lld at once) into %s\n", plan_.settings.name.c_str(), total,
                 static_cast<long long>(parallel), (dir_ / kDatabase).string().c_str());
@@ -588,6 +636,16 @@ class InterruptScope {
 };
 
 }  // namespace
+
+void validate_study(const StudyPlan& plan) {
+  for (const StudyRun& run : plan.runs) {
+    try {
+      (void)RunConfig::resolve(run.config, {});
+    } catch (const Error& e) {
+      throw Error(plan.file.string() + ": run " + run.id + " (" + run.label + "): " + e.what());
+    }
+  }
+}
 
 int64_t run_study(const StudyPlan& plan, const StudyRunOptions& options) {
   InterruptScope interrupts;

@@ -60,6 +60,10 @@ StudyPlan expand_study(const std::filesystem::path& file);
 /// The same from text; `origin` names it in messages and anchors a relative `[study] base`.
 StudyPlan expand_study_text(const std::string& text, const std::filesystem::path& origin);
 
+/// Resolves every run's config against the framework's and the plugins' schemas (plugins found as
+/// for `vaelab train`); throws naming the study file, the run and the key. `vaelab study --list`.
+void validate_study(const StudyPlan& plan);
+
 /// `--shard i/n`: run ordinals with ordinal % n == i.
 struct Shard {
   int64_t index = 0;
