@@ -11,6 +11,7 @@
 
 #include <vaelab/build_info.h>
 #include <nlohmann/json.hpp>
+#include <vaelab/clock.hpp>
 #include <vaelab/backend.hpp>
 #include <vaelab/error.hpp>
 #include <vaelab/gen/check.hpp>
@@ -68,32 +69,6 @@ struct LogFileScope {
   LogFileScope(const LogFileScope&) = delete;
   LogFileScope& operator=(const LogFileScope&) = delete;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return stamp;
-}
-
-std::string duration_text(double seconds) {
-  const auto s = static_cast<long>(seconds + 0.5);
-  char text[32];
-  if (s >= 3600) {
-    std::snprintf(text, sizeof text, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
-  } else if (s >= 60) {
-    std::snprintf(text, sizeof text, "%ldm%02lds", s / 60, s % 60);
-  } else {
-    std::snprintf(text, sizeof text, "%lds", s);
-  }
-  return text;
-}
 
 std::string shape_text(const ImageSet& s) {
   return std::to_string(s.channels) + "x" + std::to_string(s.height) + "x" +

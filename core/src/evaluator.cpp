@@ -1,3 +1,4 @@
+#include <vaelab/clock.hpp>
 #include <vaelab/metrics/evaluator.hpp>
 
 #include <algorithm>
@@ -17,10 +18,6 @@
 
 namespace vaelab {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 /// nats per image → bits per dimension, for a likelihood that is a probability mass.
 /// Mean of the first n values (all when n is 0).

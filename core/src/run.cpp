@@ -1,3 +1,4 @@
+#include <vaelab/clock.hpp>
 #include <vaelab/train/run.hpp>
 #include <vaelab/train/session.hpp>
 
@@ -210,10 +211,6 @@ TrainOptions train_options(const RunConfig& config) {
 Evaluator make_evaluator(const RunConfig& config, Session& s) {
   return Evaluator(*s.model, *s.likelihood, s.backend->device(), config.section("eval"),
                    static_cast<uint64_t>(config.section("train").get_int("seed")));
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 /// What augmented images are brought back to: the grid the likelihood needs.

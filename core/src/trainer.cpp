@@ -1,3 +1,4 @@
+#include <vaelab/clock.hpp>
 #include <vaelab/train/trainer.hpp>
 
 #include <unistd.h>
@@ -19,10 +20,6 @@ namespace vaelab {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 std::string format_duration(double seconds) {
   const auto s = static_cast<int64_t>(seconds);

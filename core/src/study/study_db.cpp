@@ -92,13 +92,4 @@ void set_key(sql::Database& db, const std::string& key, const std::string& value
       .run();
 }
 
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return stamp;
-}
-
 }  // namespace vaelab::study_db

@@ -21,7 +21,4 @@ void check_schema(sql::Database& db);
 std::string get_key(sql::Database& db, const std::string& key);  ///< "" when absent
 void set_key(sql::Database& db, const std::string& key, const std::string& value);
 
-/// Current UTC time, ISO 8601.
-std::string utc_now();
-
 }  // namespace vaelab::study_db

@@ -7,6 +7,7 @@
 // Child processes keep a crash, a leak or a diverging run inside one run; the database only ever
 // records finished runs, so a killed study resumes where it was (--resume).
 
+#include <vaelab/clock.hpp>
 #include <vaelab/study/study.hpp>
 
 #include <fcntl.h>
@@ -51,23 +52,6 @@ std::string hostname() {
 }
 
 std::string owner_tag() { return hostname() + ":" + std::to_string(getpid()); }
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-std::string duration_text(double seconds) {
-  const auto s = static_cast<long>(seconds + 0.5);
-  char text[32];
-  if (s >= 3600) {
-    std::snprintf(text, sizeof text, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
-  } else if (s >= 60) {
-    std::snprintf(text, sizeof text, "%ldm%02lds", s / 60, s % 60);
-  } else {
-    std::snprintf(text, sizeof text, "%lds", s);
-  }
-  return text;
-}
 
 std::string read_text(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
@@ -127,11 +111,20 @@ pid_t spawn(const fs::path& executable, const std::vector<std::string>& args, co
   return pid;
 }
 
-/// Waits for one child; returns its exit status (128 + signal when killed).
+/// Waits for one child; returns its exit status (128 + signal when killed). An interrupt of the
+/// study is passed on to the child (a generator fit then checkpoints before it stops).
 int wait_for(pid_t pid) {
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw Error(std::string("waitpid: ") + std::strerror(errno));
+  bool forwarded = false;
+  while (true) {
+    const pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) throw Error(std::string("waitpid: ") + std::strerror(errno));
+    if (g_interrupted && !forwarded) {
+      kill(pid, SIGINT);
+      forwarded = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
@@ -226,7 +219,7 @@ class StudyRunner {
     study_db::set_key(db_, "name", plan_.settings.name);
     study_db::set_key(db_, "config", plan_.text);
     study_db::set_key(db_, "config_hash", plan_.hash);
-    study_db::set_key(db_, "created_utc", study_db::utc_now());
+    study_db::set_key(db_, "created_utc", utc_now());
     study_db::set_key(db_, "vaelab_version", VAELAB_VERSION);
     study_db::set_key(db_, "base_point", plan_.base_point.dump());
     study_db::set_key(db_, "axes", axes.dump());
@@ -486,7 +479,7 @@ class StudyRunner {
                   "run_dir = NULL, summary = NULL, error = NULL WHERE id = ?1")
           .bind(1, job.run->id)
           .bind(2, owner_tag())
-          .bind(3, study_db::utc_now())
+          .bind(3, utc_now())
           .bind(4, job.generator_key.empty() ? std::optional<std::string>() : job.generator_key)
           .run();
       t.commit();
@@ -524,7 +517,7 @@ class StudyRunner {
       db_.prepare("UPDATE runs SET status = 'done', owner = NULL, finished_utc = ?2, wall_seconds = ?3, summary = ?4, "
                   "run_dir = ?5 WHERE id = ?1")
           .bind(1, job.run->id)
-          .bind(2, study_db::utc_now())
+          .bind(2, utc_now())
           .bind(3, wall)
           .bind(4, summary)
           .bind(5, relative_to(run_dir, dir_))
@@ -536,7 +529,7 @@ class StudyRunner {
       db_.prepare("UPDATE runs SET status = 'failed', owner = NULL, finished_utc = ?2, wall_seconds = ?3, error = ?4 "
                   "WHERE id = ?1")
           .bind(1, job.run->id)
-          .bind(2, study_db::utc_now())
+          .bind(2, utc_now())
           .bind(3, wall)
           .bind(4, error)
           .run();
@@ -563,6 +556,7 @@ class StudyRunner {
     size_t done = 0;
     int64_t failed = 0;
     std::map<pid_t, Job*> running;
+    bool forwarded = false;  // the interrupt was passed to the running children
     while (done < total) {
       while (!g_interrupted && next < total && static_cast<int64_t>(running.size()) < parallel) {
         Job& job = jobs[next++];
@@ -573,7 +567,13 @@ class StudyRunner {
       int status = 0;
       const pid_t pid = waitpid(-1, &status, 0);
       if (pid < 0) {
-        if (errno == EINTR) continue;
+        if (errno == EINTR) {
+          if (g_interrupted && !forwarded) {
+            for (const auto& [child, job] : running) kill(child, SIGINT);
+            forwarded = true;
+          }
+          continue;
+        }
         throw Error(std::string("waitpid: ") + std::strerror(errno));
       }
       const auto it = running.find(pid);
@@ -615,24 +615,30 @@ class StudyRunner {
   std::map<std::string, std::pair<fs::path, fs::path>> pools_;  ///< key → pool file, generator folder
 };
 
-/// SIGINT and SIGTERM stop the study between runs (children get the signal too and end).
+/// SIGINT and SIGTERM stop the study: no new run starts, the running ones are passed the signal
+/// and recorded as pending, so --resume redoes them. Installed without SA_RESTART, so a wait for
+/// a child returns at once.
 class InterruptScope {
  public:
   InterruptScope() {
     g_interrupted = 0;
-    previous_int_ = std::signal(SIGINT, on_interrupt);
-    previous_term_ = std::signal(SIGTERM, on_interrupt);
+    struct sigaction action {};
+    action.sa_handler = on_interrupt;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = 0;
+    sigaction(SIGINT, &action, &previous_int_);
+    sigaction(SIGTERM, &action, &previous_term_);
   }
   ~InterruptScope() {
-    std::signal(SIGINT, previous_int_);
-    std::signal(SIGTERM, previous_term_);
+    sigaction(SIGINT, &previous_int_, nullptr);
+    sigaction(SIGTERM, &previous_term_, nullptr);
   }
   InterruptScope(const InterruptScope&) = delete;
   InterruptScope& operator=(const InterruptScope&) = delete;
 
  private:
-  void (*previous_int_)(int) = nullptr;
-  void (*previous_term_)(int) = nullptr;
+  struct sigaction previous_int_ {};
+  struct sigaction previous_term_ {};
 };
 
 }  // namespace
