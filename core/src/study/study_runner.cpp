@@ -11,6 +11,7 @@
 #include <vaelab/study/study.hpp>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -87,7 +88,8 @@ std::string last_line(const fs::path& file) {
 /// A child process of the study: `vaelab ARGS...` with stdout and stderr appended to `log`. The
 /// child is killed when the study process dies, so a killed study leaves no orphan still writing
 /// into its folder.
-pid_t spawn(const fs::path& executable, const std::vector<std::string>& args, const fs::path& log) {
+pid_t spawn(const fs::path& executable, const std::vector<std::string>& args, const fs::path& log,
+            const cpu_set_t* cpus = nullptr) {
   std::vector<std::string> argv_text = {executable.string()};
   argv_text.insert(argv_text.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -100,6 +102,7 @@ pid_t spawn(const fs::path& executable, const std::vector<std::string>& args, co
   if (pid == 0) {  // the child: only async-signal-safe calls until exec
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(126);  // the study died before prctl took effect
+    if (cpus != nullptr) sched_setaffinity(0, sizeof(cpu_set_t), cpus);
     dup2(fd, 1);
     dup2(fd, 2);
     execv(argv[0], argv.data());
@@ -129,11 +132,29 @@ int wait_for(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/// The CPUs this process may use, split into `jobs` disjoint sets, one per concurrent child: a
+/// backend that takes "every CPU this process may use" (torch-cpu's default) then uses its share
+/// instead of oversubscribing the machine. Empty (no pinning) for one job or more jobs than CPUs.
+std::vector<cpu_set_t> cpu_slots(int64_t jobs) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (jobs <= 1 || sched_getaffinity(0, sizeof allowed, &allowed) != 0) return {};
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  }
+  if (static_cast<int64_t>(cpus.size()) < jobs) return {};
+  std::vector<cpu_set_t> slots(static_cast<size_t>(jobs));
+  for (auto& slot : slots) CPU_ZERO(&slot);
+  for (size_t i = 0; i < cpus.size(); ++i) CPU_SET(cpus[i], &slots[i % slots.size()]);
+  return slots;
+}
+
 /// Runs one `vaelab` child to its end; throws with its log's last line if it fails.
 double run_child(const fs::path& executable, const std::vector<std::string>& args, const fs::path& log,
-                 const std::string& what) {
+                 const std::string& what, const cpu_set_t* cpus) {
   const auto start = std::chrono::steady_clock::now();
-  const int rc = wait_for(spawn(executable, args, log));
+  const int rc = wait_for(spawn(executable, args, log, cpus));
   if (g_interrupted) throw Error(what + ": interrupted");
   if (rc != 0) throw Error(what + " failed (exit " + std::to_string(rc) + "): " + last_line(log) + " (log: " + log.string() + ")");
   return seconds_since(start);
@@ -162,6 +183,7 @@ struct Job {
   std::string generator_key;  ///< "" = none fitted by the study
   bool fresh = false;         ///< train.synthetic.fresh: sample the generator folder every epoch
   pid_t pid = 0;
+  size_t slot = 0;  ///< its share of the CPUs (StudyRunner::slots_)
   std::chrono::steady_clock::time_point start;
 };
 
@@ -172,6 +194,7 @@ class StudyRunner {
         db_(prepare_folder(options.out, options.resume), sql::Database::Mode::create) {}
 
   int64_t run() {
+    slots_ = cpu_slots(parallel_jobs());
     record_study();
     std::vector<Job> jobs = plan_jobs();
     fit_generators();
@@ -338,7 +361,7 @@ class StudyRunner {
   /// Fits, samples and checks one generator in child processes; a finished fit or pool already in
   /// the generators folder (another study's, or this one's before a kill) is reused. No database
   /// access: several run at once on their own threads.
-  PreparedGenerator prepare_generator(const GeneratorNeed& need) const {
+  PreparedGenerator prepare_generator(const GeneratorNeed& need, const cpu_set_t* cpus) const {
     PreparedGenerator g;
     g.key = need.key;
     g.plugin = need.plugin;
@@ -354,7 +377,7 @@ class StudyRunner {
       std::printf("generator %s (%s): fitting; log %s\n", key.c_str(), need.plugin.c_str(), log.string().c_str());
       std::fflush(stdout);
       run_child(options_.executable, {"generator", "fit", config_file.string(), "--out", g.dir.string()}, log,
-                "fitting generator " + key);
+                "fitting generator " + key, cpus);
     } else {
       std::printf("generator %s (%s): reusing the fit in %s\n", key.c_str(), need.plugin.c_str(), g.dir.string().c_str());
     }
@@ -372,7 +395,7 @@ class StudyRunner {
       std::fflush(stdout);
       g.sample_seconds = run_child(options_.executable,
                                    {"generator", "sample", g.dir.string(), "--n", n, "--seed", "0", "--out", g.pool.string()},
-                                   log, "sampling generator " + key);
+                                   log, "sampling generator " + key, cpus);
       write_text_atomic(pool_info, json{{"images", g.pool_images}, {"sample_seconds", g.sample_seconds}}.dump() + "\n");
     } else {
       g.sample_seconds = json::parse(read_text(pool_info)).value("sample_seconds", 0.0);
@@ -385,7 +408,7 @@ class StudyRunner {
         run_child(options_.executable,
                   {"generator", "check", g.pool.string(), "--data", config_file.string(), "--n",
                    std::to_string(std::min(plan_.settings.check_samples, g.pool_images)), "--out", check_dir.string()},
-                  log, "checking generator " + key);
+                  log, "checking generator " + key, cpus);
       }
       g.check = read_text(check_dir / "check.json");
     }
@@ -401,9 +424,10 @@ class StudyRunner {
     for (size_t first = 0; first < needs.size(); first += parallel) {
       std::vector<std::thread> threads;
       for (size_t i = first; i < std::min(needs.size(), first + parallel); ++i) {
-        threads.emplace_back([this, &needs, &prepared, i] {
+        const cpu_set_t* cpus = slots_.empty() ? nullptr : &slots_[(i - first) % slots_.size()];
+        threads.emplace_back([this, &needs, &prepared, i, cpus] {
           try {
-            prepared[i] = prepare_generator(*needs[i]);
+            prepared[i] = prepare_generator(*needs[i], cpus);
           } catch (const std::exception& e) {
             prepared[i].key = needs[i]->key;
             prepared[i].error = e.what();
@@ -485,7 +509,8 @@ class StudyRunner {
       t.commit();
     }
     job.start = std::chrono::steady_clock::now();
-    job.pid = spawn(options_.executable, {"train", config_file.string(), "--out", run_dir.string()}, log);
+    job.pid = spawn(options_.executable, {"train", config_file.string(), "--out", run_dir.string()}, log,
+                    slots_.empty() ? nullptr : &slots_[job.slot]);
   }
 
   /// Records a finished child: the summary and every metrics line in one transaction.
@@ -560,6 +585,11 @@ class StudyRunner {
     while (done < total) {
       while (!g_interrupted && next < total && static_cast<int64_t>(running.size()) < parallel) {
         Job& job = jobs[next++];
+        if (!slots_.empty()) {  // the first share no running job holds
+          std::vector<bool> taken(slots_.size(), false);
+          for (const auto& [child, other] : running) taken[other->slot] = true;
+          job.slot = static_cast<size_t>(std::find(taken.begin(), taken.end(), false) - taken.begin()) % slots_.size();
+        }
         start_logged(job, next, total);
         running[job.pid] = &job;
       }
@@ -613,6 +643,7 @@ class StudyRunner {
   sql::Database db_;
   std::map<std::string, GeneratorNeed> needs_;
   std::map<std::string, std::pair<fs::path, fs::path>> pools_;  ///< key → pool file, generator folder
+  std::vector<cpu_set_t> slots_;  ///< one share of the CPUs per concurrent child (empty: no pinning)
 };
 
 /// SIGINT and SIGTERM stop the study: no new run starts, the running ones are passed the signal
