@@ -19,7 +19,8 @@ int report_command(const std::string& study_dir, bool json) {
     return 0;
   }
   const fs::path md = write_report(study_dir);
-  std::printf("report: %s\n        %s\n", md.string().c_str(), (md.parent_path() / "report.html").string().c_str());
+  std::printf("report: %s\n        %s\n", md.string().c_str(),
+              (md.parent_path() / "report.html").string().c_str());
   return 0;
 }
 

@@ -23,7 +23,9 @@ const char* const kGa = "amortization_gap_nats";
 const char* const kStar = "elbo_star_test_nats";
 const char* const kParams = "params_total";
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
 
 json without_regime_and_seed(const json& axes) {
   json out = json::object();
@@ -52,7 +54,8 @@ std::string point_text(const json& axes, const StudyRecord& study) {
     const auto it = std::find(study.axes.begin(), study.axes.end(), k);
     return it - study.axes.begin();
   };
-  std::stable_sort(keys.begin(), keys.end(), [&](const auto& a, const auto& b) { return order(a) < order(b); });
+  std::stable_sort(keys.begin(), keys.end(),
+                   [&](const auto& a, const auto& b) { return order(a) < order(b); });
   std::string text;
   for (const auto& key : keys) {
     text += (text.empty() ? "" : " ") + short_axis_name(key, study.axes) + "=" +
@@ -83,7 +86,8 @@ void compute_stats(Aggregate& a) {
 
 /// Groups runs (in ordinal order) by `key`; a run repeating a seed already in its group (the same
 /// point reached on two paths) is counted in `duplicates` and left out.
-std::vector<Aggregate> group_runs(const std::vector<const RunRecord*>& runs, const StudyRecord& study,
+std::vector<Aggregate> group_runs(const std::vector<const RunRecord*>& runs,
+                                  const StudyRecord& study,
                                   const std::function<std::string(const RunRecord&)>& key,
                                   int64_t& duplicates) {
   std::vector<Aggregate> groups;
@@ -106,7 +110,8 @@ std::vector<Aggregate> group_runs(const std::vector<const RunRecord*>& runs, con
       groups.push_back(std::move(a));
     }
     Aggregate& a = groups[it->second];
-    const bool repeated = std::any_of(a.runs.begin(), a.runs.end(), [&](const RunRecord* r) { return r->seed == run->seed; });
+    const bool repeated = std::any_of(a.runs.begin(), a.runs.end(),
+                                      [&](const RunRecord* r) { return r->seed == run->seed; });
     if (repeated) {
       ++duplicates;
       continue;
@@ -114,7 +119,8 @@ std::vector<Aggregate> group_runs(const std::vector<const RunRecord*>& runs, con
     a.runs.push_back(run);
   }
   for (Aggregate& a : groups) {
-    std::stable_sort(a.runs.begin(), a.runs.end(), [](const RunRecord* x, const RunRecord* y) { return x->seed < y->seed; });
+    std::stable_sort(a.runs.begin(), a.runs.end(),
+                     [](const RunRecord* x, const RunRecord* y) { return x->seed < y->seed; });
     compute_stats(a);
   }
   return groups;
@@ -126,10 +132,13 @@ std::string aggregate_key(const RunRecord& run) {
 
 std::string stat_text(const Stat* s, int digits) {
   if (s == nullptr) return "—";
-  return fixed(s->mean, digits) + (s->std ? " ± " + fixed(*s->std, digits) : "") + " (n=" + std::to_string(s->n) + ")";
+  return fixed(s->mean, digits) + (s->std ? " ± " + fixed(*s->std, digits) : "") +
+         " (n=" + std::to_string(s->n) + ")";
 }
 
-std::string name_of(const Aggregate& a) { return a.point == "base" ? a.regime : a.regime + " (" + a.point + ")"; }
+std::string name_of(const Aggregate& a) {
+  return a.point == "base" ? a.regime : a.regime + " (" + a.point + ")";
+}
 
 // ---- The return table and its conclusion ----------------------------------------------------
 
@@ -141,58 +150,80 @@ bool is_data_lever_axis(const std::string& key) {
 
 Lever classify(const Aggregate& a, const json& base_point) {
   const std::vector<std::string> off = off_base(a.axes, base_point);
-  const auto all = [&](const std::function<bool(const std::string&)>& f) { return std::all_of(off.begin(), off.end(), f); };
+  const auto all = [&](const std::function<bool(const std::string&)>& f) {
+    return std::all_of(off.begin(), off.end(), f);
+  };
   if (a.regime != "normal") {
     if (all(is_data_lever_axis)) return Lever::data;
-    if (all([](const std::string& k) { return is_data_lever_axis(k) || is_model_axis(k); })) return Lever::both;
+    if (all([](const std::string& k) { return is_data_lever_axis(k) || is_model_axis(k); }))
+      return Lever::both;
     return Lever::other;
   }
   if (!off.empty() && all(is_model_axis)) return Lever::parameters;
   return Lever::other;
 }
 
-std::optional<double> mean_difference(const Aggregate& a, const Aggregate& b, const std::string& key) {
+std::optional<double> mean_difference(const Aggregate& a, const Aggregate& b,
+                                      const std::string& key) {
   const auto x = a.mean(key);
   const auto y = b.mean(key);
   if (!x || !y) return std::nullopt;
   return *x - *y;
 }
 
-/// How a lever's best row is ranked: a gain at no extra cost, then gains by nats per extra
-/// CPU-minute, then gains of unknown cost by size, then losses by size.
+/// No extra CPU time, or an extra within the seed spread of the costs.
+bool free_of_cost(const ReturnRow& r) {
+  return r.extra_cpu_minutes.value &&
+         (*r.extra_cpu_minutes.value <= 0 || r.extra_cpu_minutes.verdict == Delta::Spread::within);
+}
+
+/// How a lever's best row is ranked: gains at no measurable extra cost by size, then gains by nats
+/// per extra CPU-minute, then gains of unknown cost by size, then losses by size.
 std::tuple<int, double> rank(const ReturnRow& r) {
   const double gain = *r.test_elbo.value;
-  if (gain > 0 && r.extra_cpu_minutes && *r.extra_cpu_minutes <= 0) return {3, gain};
+  if (gain > 0 && free_of_cost(r)) return {3, gain};
   if (gain > 0 && r.nats_per_cpu_minute) return {2, *r.nats_per_cpu_minute};
   if (gain > 0) return {1, gain};
   return {0, gain};
-}
-
-const ReturnRow* best_of(const std::vector<ReturnRow>& rows, Lever lever) {
-  const ReturnRow* best = nullptr;
-  for (const ReturnRow& r : rows) {
-    if (r.lever != lever || !r.test_elbo.value) continue;
-    if (best == nullptr || rank(r) > rank(*best)) best = &r;
-  }
-  return best;
 }
 
 bool established(const ReturnRow* r) {
   return r != nullptr && *r->test_elbo.value > 0 && r->test_elbo.verdict == Delta::Spread::outside;
 }
 
+/// The lever's best row: gains outside the seed spread before all others, then by rank().
+const ReturnRow* best_of(const std::vector<ReturnRow>& rows, Lever lever) {
+  const ReturnRow* best = nullptr;
+  const auto key = [](const ReturnRow& r) { return std::make_tuple(established(&r), rank(r)); };
+  for (const ReturnRow& r : rows) {
+    if (r.lever != lever || !r.test_elbo.value) continue;
+    if (best == nullptr || key(r) > key(*best)) best = &r;
+  }
+  return best;
+}
+
 std::string cost_text(const ReturnRow& r) {
   std::string text = "Δ test ELBO " + signed_fixed(*r.test_elbo.value, 2) + " nats";
   if (r.test_elbo.spread) text += " (seed spread " + fixed(*r.test_elbo.spread, 2) + ")";
-  text += r.extra_cpu_minutes ? " for " + signed_fixed(*r.extra_cpu_minutes, 2) + " CPU-minutes" : " at an unknown cost";
-  if (r.nats_per_cpu_minute) text += ", " + fixed(*r.nats_per_cpu_minute, 3) + " nats per extra CPU-minute";
-  if (r.nats_per_million_params) text += ", " + fixed(*r.nats_per_million_params, 3) + " nats per extra million parameters";
+  if (!r.extra_cpu_minutes.value) {
+    text += " at an unknown cost";
+  } else {
+    text += " for " + signed_fixed(*r.extra_cpu_minutes.value, 2) + " CPU-minutes";
+    if (*r.extra_cpu_minutes.value > 0 && r.extra_cpu_minutes.verdict == Delta::Spread::within) {
+      text += " (within the seed spread of the cost: no measurable extra CPU time)";
+    }
+  }
+  if (r.nats_per_cpu_minute)
+    text += ", " + fixed(*r.nats_per_cpu_minute, 3) + " nats per extra CPU-minute";
+  if (r.nats_per_million_params)
+    text += ", " + fixed(*r.nats_per_million_params, 3) + " nats per extra million parameters";
   return text;
 }
 
 /// Why a lever's best row does not establish a gain.
 std::string shortfall(const ReturnRow& r) {
-  if (*r.test_elbo.value <= 0) return "did not raise the test ELBO (Δ " + signed_fixed(*r.test_elbo.value, 2) + " nats)";
+  if (*r.test_elbo.value <= 0)
+    return "did not raise the test ELBO (Δ " + signed_fixed(*r.test_elbo.value, 2) + " nats)";
   if (r.test_elbo.verdict == Delta::Spread::within) {
     return "gained " + signed_fixed(*r.test_elbo.value, 2) + " nats, within the seed spread (" +
            fixed(*r.test_elbo.spread, 2) + ")";
@@ -211,9 +242,10 @@ Conclusion conclude(const Analysis& an) {
   const ReturnRow* d = c.best_data;
   const ReturnRow* p = c.best_parameters;
   if (d == nullptr && p == nullptr) {
-    c.text = "No conclusion: the study has neither a data lever (another regime at the base model size) "
-             "nor a parameter lever (a larger model under normal training) with a test ELBO to compare "
-             "against the baseline.";
+    c.text =
+        "No conclusion: the study has neither a data lever (another regime at the base model size) "
+        "nor a parameter lever (a larger model under normal training) with a test ELBO to compare "
+        "against the baseline.";
     return c;
   }
   std::string text;
@@ -236,34 +268,43 @@ Conclusion conclude(const Analysis& an) {
     const ReturnRow& l = data_wins ? *p : *d;
     const auto per_cost = [](const ReturnRow& r) {
       const auto [tier, value] = rank(r);
-      if (tier == 3) return std::string("a gain at no extra CPU time");
+      if (tier == 3) return signed_fixed(value, 2) + " nats at no measurable extra CPU time";
       if (tier == 2) return fixed(value, 3) + " nats per extra CPU-minute";
       return std::string("a gain of unknown cost");
     };
-    text += std::string(data_wins ? "Data levers" : "Parameter levers") + " paid more per unit of cost: " +
-            name_of(*w.aggregate) + " gave " + per_cost(w) + " against " + per_cost(l) + " for " +
-            name_of(*l.aggregate) + "; both gains are outside the seed spread.";
+    text += std::string(data_wins ? "Data levers" : "Parameter levers") +
+            " paid more per unit of cost: " + name_of(*w.aggregate) + " gave " + per_cost(w) +
+            " against " + per_cost(l) + " for " + name_of(*l.aggregate) +
+            "; both gains are outside the seed spread.";
   } else if (data_ok || params_ok) {
     const ReturnRow& w = data_ok ? *d : *p;
     c.winner = data_ok ? "data" : "parameters";
-    text += std::string(data_ok ? "Data levers" : "Parameter levers") + " paid more: " + name_of(*w.aggregate) +
-            "'s gain is outside the seed spread";
+    text += std::string(data_ok ? "Data levers" : "Parameter levers") +
+            " paid more: " + name_of(*w.aggregate) + "'s gain is outside the seed spread";
     const ReturnRow* other = data_ok ? p : d;
     if (other) {
-      text += ", while the best " + std::string(data_ok ? "parameter" : "data") + " lever " + shortfall(*other) + ".";
+      text += ", while the best " + std::string(data_ok ? "parameter" : "data") + " lever " +
+              shortfall(*other) + ".";
     } else {
-      text += "; the study has no " + std::string(data_ok ? "parameter" : "data") + " lever to compare it with.";
+      text += "; the study has no " + std::string(data_ok ? "parameter" : "data") +
+              " lever to compare it with.";
     }
   } else {
     text += "No winner: ";
     std::vector<std::string> parts;
     if (d) parts.push_back("the best data lever " + shortfall(*d));
     if (p) parts.push_back("the best parameter lever " + shortfall(*p));
-    text += parts[0] + (parts.size() > 1 ? "; " + parts[1] : "") +
-            ". This study cannot tell either lever from normal training at the base point";
-    const bool unknown = (d && d->test_elbo.verdict == Delta::Spread::unknown) ||
-                         (p && p->test_elbo.verdict == Delta::Spread::unknown);
-    text += unknown ? "; more seeds would tell." : ".";
+    text += parts[0] + (parts.size() > 1 ? "; " + parts[1] : "") + ".";
+    const auto unclear = [](const ReturnRow* r, Delta::Spread s) {
+      return r != nullptr && *r->test_elbo.value > 0 && r->test_elbo.verdict == s;
+    };
+    if (unclear(d, Delta::Spread::unknown) || unclear(p, Delta::Spread::unknown)) {
+      text += " With one seed this study cannot tell a gain from seed noise; more seeds would.";
+    } else if (unclear(d, Delta::Spread::within) || unclear(p, Delta::Spread::within)) {
+      text += " This study cannot tell these gains from seed noise.";
+    } else if (d && p) {
+      text += " Neither kind of lever beat normal training at the base point.";
+    }
   }
   c.text = text;
   return c;
@@ -273,26 +314,30 @@ Conclusion conclude(const Analysis& an) {
 
 /// A finding decided by the sign of one difference: right sign and outside the seed spread is
 /// reproduced; with one seed the sign decides and the evidence says the spread is unknown.
-Finding by_sign(Finding f, const Aggregate& a, const Aggregate& b, const std::string& key, bool want_positive,
-                const std::string& what) {
+Finding by_sign(Finding f, const Aggregate& a, const Aggregate& b, const std::string& key,
+                bool want_positive, const std::string& what, int digits = 2) {
   const Delta d = make_delta(a, b, key);
   if (!d.value) {
     f.verdict = "not tested";
     f.evidence = what + ": " + key + " is missing from " + (a.mean(key) ? name_of(b) : name_of(a));
     return f;
   }
-  f.evidence = what + ": " + name_of(a) + " " + stat_text(a.stat(key), 2) + " vs " + name_of(b) + " " +
-               stat_text(b.stat(key), 2) + ", Δ " + signed_fixed(*d.value, 2);
+  f.evidence = what + ": " + name_of(a) + " " + stat_text(a.stat(key), digits) + " vs " +
+               name_of(b) + " " + stat_text(b.stat(key), digits) + ", Δ " +
+               signed_fixed(*d.value, digits);
   const bool right = want_positive ? *d.value > 0 : *d.value < 0;
   if (!right) {
     f.verdict = "not reproduced";
+    f.evidence += d.spread ? " (seed spread " + fixed(*d.spread, digits) + ")"
+                           : " (one seed: spread unknown)";
   } else if (d.verdict == Delta::Spread::within) {
     f.verdict = "not reproduced";
-    f.evidence += " (the right sign, but within the seed spread " + fixed(*d.spread, 2) + ")";
+    f.evidence += " (the right sign, but within the seed spread " + fixed(*d.spread, digits) + ")";
   } else {
     f.verdict = "reproduced";
-    f.evidence += d.verdict == Delta::Spread::unknown ? " (one seed: spread unknown)"
-                                                     : " (seed spread " + fixed(*d.spread, 2) + ")";
+    f.evidence += d.verdict == Delta::Spread::unknown
+                      ? " (one seed: spread unknown)"
+                      : " (seed spread " + fixed(*d.spread, digits) + ")";
   }
   return f;
 }
@@ -327,7 +372,8 @@ std::string axis_tail(const std::string& axis) {
 }
 
 /// The sweep's cells of `regime`, ordered by the axis value (numbers) or by params_total.
-std::vector<std::pair<size_t, const Aggregate*>> ordered_cells(const AxisSweep& s, const std::string& regime) {
+std::vector<std::pair<size_t, const Aggregate*>> ordered_cells(const AxisSweep& s,
+                                                               const std::string& regime) {
   std::vector<std::pair<size_t, const Aggregate*>> cells;
   for (const auto& [where, a] : s.cells) {
     if (where.second == regime) cells.emplace_back(where.first, a);
@@ -336,14 +382,19 @@ std::vector<std::pair<size_t, const Aggregate*>> ordered_cells(const AxisSweep& 
     if (s.numeric) return s.values[c.first].get<double>();
     return c.second->mean(kParams).value_or(std::numeric_limits<double>::quiet_NaN());
   };
-  cells.erase(std::remove_if(cells.begin(), cells.end(), [&](const auto& c) { return std::isnan(size_of(c)); }), cells.end());
-  std::sort(cells.begin(), cells.end(), [&](const auto& x, const auto& y) { return size_of(x) < size_of(y); });
+  cells.erase(std::remove_if(cells.begin(), cells.end(),
+                             [&](const auto& c) { return std::isnan(size_of(c)); }),
+              cells.end());
+  std::sort(cells.begin(), cells.end(),
+            [&](const auto& x, const auto& y) { return size_of(x) < size_of(y); });
   return cells;
 }
 
 const AxisSweep* sweep_with_tail(const Analysis& an, const std::set<std::string>& tails) {
   for (const AxisSweep& s : an.sweeps) {
-    if (tails.count(axis_tail(s.axis)) && starts_with(s.axis, "model.") && ordered_cells(s, "normal").size() >= 2) return &s;
+    if (tails.count(axis_tail(s.axis)) && starts_with(s.axis, "model.") &&
+        ordered_cells(s, "normal").size() >= 2)
+      return &s;
   }
   return nullptr;
 }
@@ -355,28 +406,37 @@ std::vector<Finding> check_findings(const Analysis& an) {
   const std::string need_both = "needs normal and synthetic runs at the base point";
 
   {
-    Finding f{"Training on synthetic data shrinks the generalization gap G_g", "Table 7; Figs. 2, 10, 11", "", ""};
-    out.push_back(normal && synthetic ? by_sign(f, *synthetic, *normal, kGg, false, "G_g") : untested(f, need_both));
+    Finding f{"Training on synthetic data shrinks the generalization gap G_g",
+              "Table 7; Figs. 2, 10, 11", "", ""};
+    out.push_back(normal && synthetic ? by_sign(f, *synthetic, *normal, kGg, false, "G_g")
+                                      : untested(f, need_both));
   }
   {
     Finding f{"Training on synthetic data raises the test ELBO", "Figs. 2, 10, 11", "", ""};
-    out.push_back(normal && synthetic ? by_sign(f, *synthetic, *normal, kTestElbo, true, "test ELBO") : untested(f, need_both));
+    out.push_back(normal && synthetic
+                      ? by_sign(f, *synthetic, *normal, kTestElbo, true, "test ELBO")
+                      : untested(f, need_both));
   }
   {
     Finding f{"Training on synthetic data shrinks the amortization gap G_a", "Table 7", "", ""};
-    out.push_back(normal && synthetic ? by_sign(f, *synthetic, *normal, kGa, false, "G_a") : untested(f, need_both));
+    out.push_back(normal && synthetic ? by_sign(f, *synthetic, *normal, kGa, false, "G_a")
+                                      : untested(f, need_both));
   }
   {
-    Finding f{"The q*-ELBO stays close across regimes (at most half the spread of the test ELBO): the decoders "
-              "are alike and the regimes differ in the encoder",
-              "Fig. 2 (middle)", "", ""};
+    Finding f{
+        "The q*-ELBO stays close across regimes (at most half the spread of the test ELBO): the "
+        "decoders "
+        "are alike and the regimes differ in the encoder",
+        "Fig. 2 (middle)", "", ""};
     std::vector<std::pair<std::string, std::pair<double, double>>> rows;
     for (const std::string& regime : an.regimes) {
       const Aggregate* a = an.at_base(regime);
-      if (a && a->mean(kStar) && a->mean(kTestElbo)) rows.push_back({regime, {*a->mean(kStar), *a->mean(kTestElbo)}});
+      if (a && a->mean(kStar) && a->mean(kTestElbo))
+        rows.push_back({regime, {*a->mean(kStar), *a->mean(kTestElbo)}});
     }
     if (rows.size() < 2) {
-      out.push_back(untested(f, "needs q*-ELBO (the amortization metric) for at least two regimes at the base point"));
+      out.push_back(untested(
+          f, "needs q*-ELBO (the amortization metric) for at least two regimes at the base point"));
     } else {
       double star_lo = 1e300, star_hi = -1e300, test_lo = 1e300, test_hi = -1e300;
       std::string listing;
@@ -385,18 +445,21 @@ std::vector<Finding> check_findings(const Analysis& an) {
         star_hi = std::max(star_hi, v.first);
         test_lo = std::min(test_lo, v.second);
         test_hi = std::max(test_hi, v.second);
-        listing += (listing.empty() ? "" : ", ") + regime + " " + fixed(v.first, 2) + " / " + fixed(v.second, 2);
+        listing += (listing.empty() ? "" : ", ") + regime + " " + fixed(v.first, 2) + " / " +
+                   fixed(v.second, 2);
       }
       const double star_range = star_hi - star_lo, test_range = test_hi - test_lo;
       f.verdict = star_range <= test_range / 2 ? "reproduced" : "not reproduced";
-      f.evidence = "q*-ELBO spans " + fixed(star_range, 2) + " nats across regimes, the test ELBO " +
-                   fixed(test_range, 2) + " (q*-ELBO / test ELBO: " + listing + ")";
+      f.evidence = "q*-ELBO spans " + fixed(star_range, 2) +
+                   " nats across regimes, the test ELBO " + fixed(test_range, 2) +
+                   " (q*-ELBO / test ELBO: " + listing + ")";
       out.push_back(f);
     }
   }
   std::vector<const Aggregate*> augments;
   for (const std::string& regime : an.regimes) {
-    if (starts_with(regime, "augment") && an.at_base(regime)) augments.push_back(an.at_base(regime));
+    if (starts_with(regime, "augment") && an.at_base(regime))
+      augments.push_back(an.at_base(regime));
   }
   {
     Finding f{"Augmentation shrinks G_g less than synthetic data does", "Table 7", "", ""};
@@ -404,15 +467,20 @@ std::vector<Finding> check_findings(const Analysis& an) {
     for (const Aggregate* a : augments) {
       if (synthetic) parts.push_back(by_sign(f, *a, *synthetic, kGg, true, "G_g"));
     }
-    out.push_back(parts.empty() ? untested(f, "needs synthetic and augment-* runs at the base point") : all_of(f, parts));
+    out.push_back(parts.empty()
+                      ? untested(f, "needs synthetic and augment-* runs at the base point")
+                      : all_of(f, parts));
   }
   {
-    Finding f{"Augmentation raises the test ELBO less than synthetic data does", "Figs. 2, 10, 11", "", ""};
+    Finding f{"Augmentation raises the test ELBO less than synthetic data does", "Figs. 2, 10, 11",
+              "", ""};
     std::vector<Finding> parts;
     for (const Aggregate* a : augments) {
       if (synthetic) parts.push_back(by_sign(f, *synthetic, *a, kTestElbo, true, "test ELBO"));
     }
-    out.push_back(parts.empty() ? untested(f, "needs synthetic and augment-* runs at the base point") : all_of(f, parts));
+    out.push_back(parts.empty()
+                      ? untested(f, "needs synthetic and augment-* runs at the base point")
+                      : all_of(f, parts));
   }
   {
     Finding f{"Augmentation shrinks G_g against normal training", "Table 7", "", ""};
@@ -420,34 +488,44 @@ std::vector<Finding> check_findings(const Analysis& an) {
     for (const Aggregate* a : augments) {
       if (normal) parts.push_back(by_sign(f, *a, *normal, kGg, false, "G_g"));
     }
-    out.push_back(parts.empty() ? untested(f, "needs normal and augment-* runs at the base point") : all_of(f, parts));
+    out.push_back(parts.empty() ? untested(f, "needs normal and augment-* runs at the base point")
+                                : all_of(f, parts));
   }
   {
-    Finding f{"A larger latent (more parameters next to z) raises the test ELBO and shrinks G_g under normal training",
-              "Figs. 6, 7a-b", "", ""};
+    Finding f{
+        "A larger latent (more parameters next to z) raises the test ELBO and shrinks G_g under "
+        "normal training",
+        "Figs. 6, 7a-b", "", ""};
     const AxisSweep* s = sweep_with_tail(an, {"latent", "m_z"});
     if (s == nullptr) {
-      out.push_back(untested(f, "no latent-size axis (model.config.latent or model.config.m_z) with two normal-training points"));
+      out.push_back(untested(f,
+                             "no latent-size axis (model.config.latent or model.config.m_z) with "
+                             "two normal-training points"));
     } else {
       const auto cells = ordered_cells(*s, "normal");
       const Aggregate& small = *cells.front().second;
       const Aggregate& large = *cells.back().second;
-      out.push_back(all_of(f, {by_sign(f, large, small, kTestElbo, true, "test ELBO"), by_sign(f, large, small, kGg, false, "G_g")}));
+      out.push_back(all_of(f, {by_sign(f, large, small, kTestElbo, true, "test ELBO"),
+                               by_sign(f, large, small, kGg, false, "G_g")}));
     }
   }
   {
-    Finding f{"Widening the layers away from z at the base latent size widens G_g under normal training",
-              "Fig. 7c-d", "", ""};
+    Finding f{
+        "Widening the layers away from z at the base latent size widens G_g under normal training",
+        "Fig. 7c-d", "", ""};
     const AxisSweep* s = sweep_with_tail(an, {"n_c", "hidden"});
     if (s == nullptr) {
-      out.push_back(untested(f, "no width axis (model.config.n_c or model.config.hidden) with two normal-training points"));
+      out.push_back(untested(f,
+                             "no width axis (model.config.n_c or model.config.hidden) with two "
+                             "normal-training points"));
     } else {
       const auto cells = ordered_cells(*s, "normal");
       out.push_back(by_sign(f, *cells.back().second, *cells.front().second, kGg, true, "G_g"));
     }
   }
   {
-    Finding f{"Synthetic data keeps G_g below normal training's at every model size", "Fig. 7", "", ""};
+    Finding f{"Synthetic data keeps G_g below normal training's at every model size", "Fig. 7", "",
+              ""};
     std::vector<Finding> parts;
     std::set<const Aggregate*> seen;
     for (const AxisSweep& s : an.sweeps) {
@@ -463,14 +541,18 @@ std::vector<Finding> check_findings(const Analysis& an) {
       out.push_back(untested(f, "needs normal and synthetic runs at two or more model sizes"));
     } else {
       Finding r = all_of(f, parts);
-      const auto held = std::count_if(parts.begin(), parts.end(), [](const Finding& p) { return p.verdict == "reproduced"; });
-      r.evidence = "holds at " + std::to_string(held) + " of " + std::to_string(parts.size()) + " sizes: " + r.evidence;
+      const auto held = std::count_if(parts.begin(), parts.end(),
+                                      [](const Finding& p) { return p.verdict == "reproduced"; });
+      r.evidence = "holds at " + std::to_string(held) + " of " + std::to_string(parts.size()) +
+                   " sizes: " + r.evidence;
       out.push_back(r);
     }
   }
   {
-    Finding f{"About 10×|D_train| synthetic images suffice: raising k past 10 gains less than raising it to 10",
-              "Fig. 4 (right)", "", ""};
+    Finding f{
+        "About 10×|D_train| synthetic images suffice: raising k past 10 gains less than raising it "
+        "to 10",
+        "Fig. 4 (right)", "", ""};
     const AxisSweep* k = nullptr;
     for (const AxisSweep& s : an.sweeps) {
       if (s.axis == "train.synthetic.k" && s.numeric) k = &s;
@@ -478,14 +560,18 @@ std::vector<Finding> check_findings(const Analysis& an) {
     std::vector<std::pair<double, const Aggregate*>> points;
     if (k) {
       for (const auto& [where, a] : k->cells) {
-        if (where.second == "synthetic" && a->mean(kTestElbo)) points.emplace_back(k->values[where.first].get<double>(), a);
+        if (where.second == "synthetic" && a->mean(kTestElbo))
+          points.emplace_back(k->values[where.first].get<double>(), a);
       }
-      std::sort(points.begin(), points.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+      std::sort(points.begin(), points.end(),
+                [](const auto& x, const auto& y) { return x.first < y.first; });
     }
-    const auto ten = std::find_if(points.begin(), points.end(), [](const auto& p) { return p.first >= 10; });
+    const auto ten =
+        std::find_if(points.begin(), points.end(), [](const auto& p) { return p.first >= 10; });
     if (k == nullptr) {
       out.push_back(untested(f, "train.synthetic.k is not an axis of this study"));
-    } else if (points.empty() || ten == points.end() || ten == points.begin() || ten + 1 == points.end()) {
+    } else if (points.empty() || ten == points.end() || ten == points.begin() ||
+               ten + 1 == points.end()) {
       out.push_back(untested(f, "needs synthetic runs at k below 10, at k ≥ 10 and above that"));
     } else {
       const auto& lo = points.front();
@@ -493,18 +579,21 @@ std::vector<Finding> check_findings(const Analysis& an) {
       const double to_ten = *ten->second->mean(kTestElbo) - *lo.second->mean(kTestElbo);
       const double past_ten = *hi.second->mean(kTestElbo) - *ten->second->mean(kTestElbo);
       f.verdict = past_ten < to_ten ? "reproduced" : "not reproduced";
-      f.evidence = "test ELBO k=" + value_text(lo.first) + " " + stat_text(lo.second->stat(kTestElbo), 2) + ", k=" +
-                   value_text(ten->first) + " " + stat_text(ten->second->stat(kTestElbo), 2) + ", k=" +
-                   value_text(hi.first) + " " + stat_text(hi.second->stat(kTestElbo), 2) + ": " +
-                   signed_fixed(to_ten, 2) + " nats up to k=" + value_text(ten->first) + ", " +
-                   signed_fixed(past_ten, 2) + " past it";
+      f.evidence = "test ELBO k=" + value_text(lo.first) + " " +
+                   stat_text(lo.second->stat(kTestElbo), 2) + ", k=" + value_text(ten->first) +
+                   " " + stat_text(ten->second->stat(kTestElbo), 2) +
+                   ", k=" + value_text(hi.first) + " " + stat_text(hi.second->stat(kTestElbo), 2) +
+                   ": " + signed_fixed(to_ten, 2) + " nats up to k=" + value_text(ten->first) +
+                   ", " + signed_fixed(past_ten, 2) + " past it";
       out.push_back(f);
     }
   }
   {
-    Finding f{"Along a path through model sizes, −test ELBO against parameters goes down, up and down again "
-              "(an apparent double descent made by the path)",
-              "Fig. 8", "", ""};
+    Finding f{
+        "Along a path through model sizes, −test ELBO against parameters goes down, up and down "
+        "again "
+        "(an apparent double descent made by the path)",
+        "Fig. 8", "", ""};
     if (an.paths.empty()) {
       out.push_back(untested(f, "no path in this study"));
     } else {
@@ -513,7 +602,8 @@ std::vector<Finding> check_findings(const Analysis& an) {
       for (const std::string& path : an.paths) {
         std::vector<double> ys;
         for (const PathStep& s : an.path_steps) {
-          if (s.path == path && s.regime == "normal" && s.aggregate.mean(kTestElbo)) ys.push_back(-*s.aggregate.mean(kTestElbo));
+          if (s.path == path && s.regime == "normal" && s.aggregate.mean(kTestElbo))
+            ys.push_back(-*s.aggregate.mean(kTestElbo));
         }
         if (ys.size() < 4) continue;
         tested = true;
@@ -521,8 +611,10 @@ std::vector<Finding> check_findings(const Analysis& an) {
         int stage = 0;
         for (size_t i = 1; i < ys.size(); ++i) {
           const double move = ys[i] - ys[i - 1];
-          if ((stage == 0 || stage == 2) && move < 0) ++stage;
-          else if (stage == 1 && move > 0) ++stage;
+          if ((stage == 0 || stage == 2) && move < 0)
+            ++stage;
+          else if (stage == 1 && move > 0)
+            ++stage;
         }
         const bool shape = stage >= 3;
         found = found || shape;
@@ -541,11 +633,13 @@ std::vector<Finding> check_findings(const Analysis& an) {
     }
   }
   {
-    Finding f{"Training on synthetic data raises the linear-probe accuracy of the encoder's means "
-              "(the paper's gain is within one std)",
-              "Table 11", "", ""};
-    out.push_back(normal && synthetic ? by_sign(f, *synthetic, *normal, "probe_accuracy", true, "probe accuracy")
-                                      : untested(f, need_both));
+    Finding f{
+        "Training on synthetic data raises the linear-probe accuracy of the encoder's means "
+        "(the paper's gain is within one std)",
+        "Table 11", "", ""};
+    out.push_back(normal && synthetic
+                      ? by_sign(f, *synthetic, *normal, "probe_accuracy", true, "probe accuracy", 3)
+                      : untested(f, need_both));
   }
   return out;
 }
@@ -562,8 +656,10 @@ Curve curve_of(const StudyRecord& study, const Aggregate& a) {
     ++c.runs;
     for (const MetricPoint& p : it->second) {
       auto& slot = by_epoch[p.epoch];
-      if (p.point.contains(kTrainElbo) && p.point[kTrainElbo].is_number()) slot.first.push_back(p.point[kTrainElbo].get<double>());
-      if (p.point.contains(kTestElbo) && p.point[kTestElbo].is_number()) slot.second.push_back(p.point[kTestElbo].get<double>());
+      if (p.point.contains(kTrainElbo) && p.point[kTrainElbo].is_number())
+        slot.first.push_back(p.point[kTrainElbo].get<double>());
+      if (p.point.contains(kTestElbo) && p.point[kTestElbo].is_number())
+        slot.second.push_back(p.point[kTestElbo].get<double>());
     }
   }
   const auto mean = [](const std::vector<double>& xs) -> std::optional<double> {
@@ -599,26 +695,32 @@ DownstreamRow downstream_of(const Analysis& an, const std::string& regime) {
     for (const Aggregate& a : an.anomaly_aggregates) {
       if (a.regime == regime && a.at_base && a.stat("anomaly_auroc")) {
         row.anomaly_auroc = *a.stat("anomaly_auroc");
-        row.anomaly_source = "anomaly runs (one class held out of training)";
+        row.anomaly_source = "anomaly AUROC from the anomaly runs (one class held out of training)";
       }
     }
-    if (!row.anomaly_auroc) row.anomaly_source = "no finished run of this regime measured anomaly_auroc";
+    if (!row.anomaly_auroc)
+      row.anomaly_source =
+          "no anomaly AUROC: no finished run of this regime at the base point measured it";
   }
   if (!row.bits_per_dim_test) {
     std::string likelihood;
     if (row.aggregate) {
       for (const RunRecord* r : row.aggregate->runs) {
-        if (r->summary.is_object() && r->summary.contains("likelihood") && r->summary["likelihood"].is_string()) {
+        if (r->summary.is_object() && r->summary.contains("likelihood") &&
+            r->summary["likelihood"].is_string()) {
           likelihood = r->summary["likelihood"].get<std::string>();
         }
       }
     }
     if (likelihood == "gaussian") {
-      row.bits_per_dim_note = "n/a: the Gaussian likelihood is a density on continuous values, so no code length";
+      row.bits_per_dim_note =
+          "n/a: the Gaussian likelihood is a density on continuous values, so no code length";
     } else if (row.aggregate == nullptr) {
       row.bits_per_dim_note = "n/a: no finished run at the base point";
     } else {
-      row.bits_per_dim_note = "n/a: not in the summaries" + (likelihood.empty() ? std::string() : " (likelihood " + likelihood + ")");
+      row.bits_per_dim_note =
+          "n/a: not in the summaries" +
+          (likelihood.empty() ? std::string() : " (likelihood " + likelihood + ")");
     }
   }
   return row;
@@ -642,9 +744,12 @@ std::optional<double> Aggregate::mean(const std::string& key) const {
 std::string Delta::note() const {
   if (!value) return "missing";
   switch (verdict) {
-    case Spread::outside: return "";
-    case Spread::within: return "within the seed spread";
-    case Spread::unknown: break;
+    case Spread::outside:
+      return "";
+    case Spread::within:
+      return "within the seed spread";
+    case Spread::unknown:
+      break;
   }
   return "one seed: spread unknown";
 }
@@ -664,10 +769,14 @@ Delta make_delta(const Aggregate& a, const Aggregate& b, const std::string& key)
 
 std::string lever_name(Lever lever) {
   switch (lever) {
-    case Lever::data: return "data";
-    case Lever::parameters: return "parameters";
-    case Lever::both: return "data + parameters";
-    case Lever::other: break;
+    case Lever::data:
+      return "data";
+    case Lever::parameters:
+      return "parameters";
+    case Lever::both:
+      return "data + parameters";
+    case Lever::other:
+      break;
   }
   return "other";
 }
@@ -683,7 +792,8 @@ Analysis analyze(const StudyRecord& study) {
   Analysis an;
   std::vector<const RunRecord*> main_runs, anomaly_runs, path_runs;
   for (const RunRecord& r : study.runs) {
-    if (r.purpose == "main" && std::find(an.regimes.begin(), an.regimes.end(), r.regime) == an.regimes.end()) {
+    if (r.purpose == "main" &&
+        std::find(an.regimes.begin(), an.regimes.end(), r.regime) == an.regimes.end()) {
       an.regimes.push_back(r.regime);
     }
     if (r.status != "done") continue;
@@ -691,29 +801,37 @@ Analysis analyze(const StudyRecord& study) {
     if (r.purpose == "anomaly") anomaly_runs.push_back(&r);
     if (r.purpose == "main" && r.path_name) {
       path_runs.push_back(&r);
-      if (std::find(an.paths.begin(), an.paths.end(), *r.path_name) == an.paths.end()) an.paths.push_back(*r.path_name);
+      if (std::find(an.paths.begin(), an.paths.end(), *r.path_name) == an.paths.end())
+        an.paths.push_back(*r.path_name);
     }
   }
-  std::stable_partition(an.regimes.begin(), an.regimes.end(), [](const auto& r) { return r == "normal"; });
+  std::stable_partition(an.regimes.begin(), an.regimes.end(),
+                        [](const auto& r) { return r == "normal"; });
 
   an.aggregates = group_runs(main_runs, study, aggregate_key, an.duplicate_runs);
   int64_t ignored = 0;
   an.anomaly_aggregates = group_runs(anomaly_runs, study, aggregate_key, ignored);
   std::vector<Aggregate> steps = group_runs(
       path_runs, study,
-      [](const RunRecord& r) { return *r.path_name + "\n" + std::to_string(r.path_step.value_or(0)) + "\n" + r.regime; },
+      [](const RunRecord& r) {
+        return *r.path_name + "\n" + std::to_string(r.path_step.value_or(0)) + "\n" + r.regime;
+      },
       ignored);
   for (Aggregate& a : steps) {
     const RunRecord& first = *a.runs.front();
-    an.path_steps.push_back({*first.path_name, first.path_step.value_or(0), a.regime, std::move(a)});
+    an.path_steps.push_back(
+        {*first.path_name, first.path_step.value_or(0), a.regime, std::move(a)});
   }
-  std::stable_sort(an.path_steps.begin(), an.path_steps.end(), [&](const PathStep& x, const PathStep& y) {
-    const auto px = std::find(an.paths.begin(), an.paths.end(), x.path) - an.paths.begin();
-    const auto py = std::find(an.paths.begin(), an.paths.end(), y.path) - an.paths.begin();
-    const auto rx = std::find(an.regimes.begin(), an.regimes.end(), x.regime) - an.regimes.begin();
-    const auto ry = std::find(an.regimes.begin(), an.regimes.end(), y.regime) - an.regimes.begin();
-    return std::tie(px, rx, x.step) < std::tie(py, ry, y.step);
-  });
+  std::stable_sort(
+      an.path_steps.begin(), an.path_steps.end(), [&](const PathStep& x, const PathStep& y) {
+        const auto px = std::find(an.paths.begin(), an.paths.end(), x.path) - an.paths.begin();
+        const auto py = std::find(an.paths.begin(), an.paths.end(), y.path) - an.paths.begin();
+        const auto rx =
+            std::find(an.regimes.begin(), an.regimes.end(), x.regime) - an.regimes.begin();
+        const auto ry =
+            std::find(an.regimes.begin(), an.regimes.end(), y.regime) - an.regimes.begin();
+        return std::tie(px, rx, x.step) < std::tie(py, ry, y.step);
+      });
 
   // Sweeps: every base-point axis, the others at their base values.
   for (const auto& [axis, base_value] : study.base_point.items()) {
@@ -723,7 +841,8 @@ Analysis analyze(const StudyRecord& study) {
       if (!a.axes.contains(axis)) continue;
       bool others_at_base = true;
       for (const auto& [other, v] : study.base_point.items()) {
-        if (other != axis && (!a.axes.contains(other) || a.axes.at(other) != v)) others_at_base = false;
+        if (other != axis && (!a.axes.contains(other) || a.axes.at(other) != v))
+          others_at_base = false;
       }
       if (!others_at_base) continue;
       const json& value = a.axes.at(axis);
@@ -735,12 +854,14 @@ Analysis analyze(const StudyRecord& study) {
       const size_t index = static_cast<size_t>(it - s.values.begin());
       s.cells.emplace(std::make_pair(index, a.regime), &a);
     }
-    s.numeric = std::all_of(s.values.begin(), s.values.end(), [](const json& v) { return v.is_number(); });
+    s.numeric =
+        std::all_of(s.values.begin(), s.values.end(), [](const json& v) { return v.is_number(); });
     an.sweeps.push_back(std::move(s));
   }
   // Sort the study's axes order onto the sweeps (base_point is a JSON object: keys sorted).
   std::stable_sort(an.sweeps.begin(), an.sweeps.end(), [&](const AxisSweep& x, const AxisSweep& y) {
-    return std::find(study.axes.begin(), study.axes.end(), x.axis) < std::find(study.axes.begin(), study.axes.end(), y.axis);
+    return std::find(study.axes.begin(), study.axes.end(), x.axis) <
+           std::find(study.axes.begin(), study.axes.end(), y.axis);
   });
 
   for (const std::string& regime : an.regimes) {
@@ -750,9 +871,10 @@ Analysis analyze(const StudyRecord& study) {
 
   an.baseline = an.at_base("normal");
   if (an.baseline == nullptr) {
-    an.baseline_missing = std::find(an.regimes.begin(), an.regimes.end(), "normal") == an.regimes.end()
-                              ? "the study has no normal-training runs, so no baseline"
-                              : "no normal-training run at the base point has finished, so no baseline";
+    an.baseline_missing =
+        std::find(an.regimes.begin(), an.regimes.end(), "normal") == an.regimes.end()
+            ? "the study has no normal-training runs, so no baseline"
+            : "no normal-training run at the base point has finished, so no baseline";
   } else {
     for (const Aggregate& a : an.aggregates) {
       if (&a == an.baseline) continue;
@@ -762,11 +884,11 @@ Analysis analyze(const StudyRecord& study) {
       r.test_elbo = make_delta(a, *an.baseline, kTestElbo);
       r.generalization_gap = make_delta(a, *an.baseline, kGg);
       r.amortization_gap = make_delta(a, *an.baseline, kGa);
-      r.extra_seconds = mean_difference(a, *an.baseline, "cost_seconds");
-      r.extra_cpu_minutes = mean_difference(a, *an.baseline, "cost_cpu_minutes");
+      r.extra_seconds = make_delta(a, *an.baseline, "cost_seconds");
+      r.extra_cpu_minutes = make_delta(a, *an.baseline, "cost_cpu_minutes");
       r.extra_params = mean_difference(a, *an.baseline, kParams);
-      if (r.test_elbo.value && r.extra_cpu_minutes && *r.extra_cpu_minutes > 0) {
-        r.nats_per_cpu_minute = *r.test_elbo.value / *r.extra_cpu_minutes;
+      if (r.test_elbo.value && r.extra_cpu_minutes.value && *r.extra_cpu_minutes.value > 0) {
+        r.nats_per_cpu_minute = *r.test_elbo.value / *r.extra_cpu_minutes.value;
       }
       if (r.test_elbo.value && r.extra_params && *r.extra_params > 0) {
         r.nats_per_million_params = *r.test_elbo.value / (*r.extra_params / 1e6);

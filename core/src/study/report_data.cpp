@@ -37,7 +37,8 @@ std::optional<double> optional_real(const sql::Statement& s, int column) {
 }
 
 /// RunRecord::values: the numeric summary keys and the run's costs.
-void collect_values(RunRecord& run, const std::map<std::string, const GeneratorRecord*>& generators) {
+void collect_values(RunRecord& run,
+                    const std::map<std::string, const GeneratorRecord*>& generators) {
   if (run.summary.is_object()) {
     for (const auto& [key, value] : run.summary.items()) {
       if (value.is_number()) run.values[key] = value.get<double>();
@@ -82,11 +83,13 @@ StudyRecord load_study(const fs::path& study_dir) {
     return value;
   };
   study.name = key("name", false);
-  if (study.name.empty()) study.name = fs::absolute(study_dir).lexically_normal().filename().string();
+  if (study.name.empty())
+    study.name = fs::absolute(study_dir).lexically_normal().filename().string();
   study.vaelab_version = key("vaelab_version", false);
   study.created_utc = key("created_utc", false);
   study.base_point = parse_json(key("base_point", true), file, "study.base_point");
-  if (!study.base_point.is_object()) throw Error(file.string() + ": study.base_point is not a JSON object");
+  if (!study.base_point.is_object())
+    throw Error(file.string() + ": study.base_point is not a JSON object");
   const json axes = parse_json(key("axes", true), file, "study.axes");
   if (!axes.is_array()) throw Error(file.string() + ": study.axes is not a JSON array");
   for (const auto& a : axes) {
@@ -106,7 +109,8 @@ StudyRecord load_study(const fs::path& study_dir) {
     g.pool_images = optional_integer(gens, 4);
     g.fit_seconds = optional_real(gens, 5);
     g.sample_seconds = optional_real(gens, 6);
-    if (!gens.is_null(7)) g.check = parse_json(gens.text(7), file, "generators " + g.key + " check");
+    if (!gens.is_null(7))
+      g.check = parse_json(gens.text(7), file, "generators " + g.key + " check");
     g.status = gens.text(8);
     study.generators.push_back(std::move(g));
   }
@@ -114,7 +118,8 @@ StudyRecord load_study(const fs::path& study_dir) {
   for (const auto& g : study.generators) by_key[g.key] = &g;
 
   sql::Statement runs = db.prepare(
-      "SELECT id, ordinal, label, regime, seed, axes, path_name, path_step, purpose, generator_key, "
+      "SELECT id, ordinal, label, regime, seed, axes, path_name, path_step, purpose, "
+      "generator_key, "
       "status, run_dir, wall_seconds, summary, error FROM runs ORDER BY ordinal, id");
   while (runs.step()) {
     RunRecord r;
@@ -124,7 +129,8 @@ StudyRecord load_study(const fs::path& study_dir) {
     r.regime = runs.text(3);
     r.seed = runs.integer(4);
     r.axes = parse_json(runs.text(5), file, "runs " + r.id + " axes");
-    if (!r.axes.is_object()) throw Error(file.string() + ": runs " + r.id + " axes is not a JSON object");
+    if (!r.axes.is_object())
+      throw Error(file.string() + ": runs " + r.id + " axes is not a JSON object");
     r.path_name = optional_text(runs, 6);
     r.path_step = optional_integer(runs, 7);
     r.purpose = runs.text(8);
@@ -134,19 +140,22 @@ StudyRecord load_study(const fs::path& study_dir) {
     r.wall_seconds = optional_real(runs, 12);
     if (!runs.is_null(13)) {
       r.summary = parse_json(runs.text(13), file, "runs " + r.id + " summary");
-      if (!r.summary.is_object()) throw Error(file.string() + ": runs " + r.id + " summary is not a JSON object");
+      if (!r.summary.is_object())
+        throw Error(file.string() + ": runs " + r.id + " summary is not a JSON object");
     }
     r.error = optional_text(runs, 14);
     collect_values(r, by_key);
     study.runs.push_back(std::move(r));
   }
 
-  sql::Statement metrics = db.prepare("SELECT run_id, epoch, point FROM metrics ORDER BY run_id, epoch");
+  sql::Statement metrics =
+      db.prepare("SELECT run_id, epoch, point FROM metrics ORDER BY run_id, epoch");
   while (metrics.step()) {
     const std::string run_id = metrics.text(0);
     const int64_t epoch = metrics.integer(1);
     study.metrics[run_id].push_back(
-        {epoch, parse_json(metrics.text(2), file, "metrics " + run_id + " epoch " + std::to_string(epoch))});
+        {epoch, parse_json(metrics.text(2), file,
+                           "metrics " + run_id + " epoch " + std::to_string(epoch))});
   }
   return study;
 }
@@ -190,7 +199,8 @@ std::string fixed(double v, int digits) {
   char text[64];
   std::snprintf(text, sizeof text, "%.*f", digits, v);
   // "-0.00" reads as a sign where there is none.
-  if (std::string(text).find_first_of("123456789") == std::string::npos && text[0] == '-') return text + 1;
+  if (std::string(text).find_first_of("123456789") == std::string::npos && text[0] == '-')
+    return text + 1;
   return text;
 }
 

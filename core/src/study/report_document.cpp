@@ -47,11 +47,20 @@ std::string escape_html(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -89,12 +98,14 @@ std::string read_bytes(const fs::path& file) {
 }  // namespace
 
 std::string base64(const std::string& bytes) {
-  static const char* const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static const char* const alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);
   size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
-    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16 | static_cast<unsigned char>(bytes[i + 1]) << 8 |
+    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16 |
+                       static_cast<unsigned char>(bytes[i + 1]) << 8 |
                        static_cast<unsigned char>(bytes[i + 2]);
     out += alphabet[v >> 18 & 63];
     out += alphabet[v >> 12 & 63];
@@ -107,7 +118,8 @@ std::string base64(const std::string& bytes) {
     out += alphabet[v >> 12 & 63];
     out += "==";
   } else if (i + 2 == bytes.size()) {
-    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16 | static_cast<unsigned char>(bytes[i + 1]) << 8;
+    const unsigned v =
+        static_cast<unsigned char>(bytes[i]) << 16 | static_cast<unsigned char>(bytes[i + 1]) << 8;
     out += alphabet[v >> 18 & 63];
     out += alphabet[v >> 12 & 63];
     out += alphabet[v >> 6 & 63];
@@ -139,7 +151,8 @@ void Document::bullets(const std::vector<std::string>& items) {
   blocks_.push_back(std::move(b));
 }
 
-void Document::table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+void Document::table(const std::vector<std::string>& header,
+                     const std::vector<std::vector<std::string>>& rows,
                      const std::vector<bool>& right_aligned) {
   Block b;
   b.kind = Block::Kind::table;
@@ -170,7 +183,9 @@ std::string Document::markdown() const {
       case Block::Kind::heading:
         md << std::string(static_cast<size_t>(b.level), '#') << ' ' << md_inline(b.text) << "\n\n";
         break;
-      case Block::Kind::paragraph: md << md_inline(b.text) << "\n\n"; break;
+      case Block::Kind::paragraph:
+        md << md_inline(b.text) << "\n\n";
+        break;
       case Block::Kind::bullets:
         for (const auto& item : b.items) md << "- " << md_inline(item) << "\n";
         md << "\n";
@@ -201,9 +216,11 @@ std::string Document::markdown() const {
 
 std::string Document::html(const std::string& title) const {
   std::ostringstream h;
-  h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << escape_html(title)
+  h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>"
+    << escape_html(title)
     << "</title>\n<style>\n"
-       "body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; line-height: 1.45; }\n"
+       "body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; "
+       "line-height: 1.45; }\n"
        "table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }\n"
        "th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; }\n"
        "th { background: #eee; }\n"
@@ -216,7 +233,9 @@ std::string Document::html(const std::string& title) const {
       case Block::Kind::heading:
         h << "<h" << b.level << ">" << inline_html(b.text) << "</h" << b.level << ">\n";
         break;
-      case Block::Kind::paragraph: h << "<p>" << inline_html(b.text) << "</p>\n"; break;
+      case Block::Kind::paragraph:
+        h << "<p>" << inline_html(b.text) << "</p>\n";
+        break;
       case Block::Kind::bullets:
         h << "<ul>\n";
         for (const auto& item : b.items) h << "<li>" << inline_html(item) << "</li>\n";
@@ -230,7 +249,8 @@ std::string Document::html(const std::string& title) const {
             if (r == 0) {
               h << "<th>" << inline_html(b.rows[r][c]) << "</th>";
             } else {
-              h << (b.right_aligned[c] ? "<td class=\"num\">" : "<td>") << inline_html(b.rows[r][c]) << "</td>";
+              h << (b.right_aligned[c] ? "<td class=\"num\">" : "<td>") << inline_html(b.rows[r][c])
+                << "</td>";
             }
           }
           h << "</tr>\n";
@@ -239,7 +259,8 @@ std::string Document::html(const std::string& title) const {
         break;
       case Block::Kind::image:
         h << "<figure><img alt=\"" << escape_html(b.text) << "\" src=\"data:image/png;base64,"
-          << base64(read_bytes(b.file)) << "\"><figcaption>" << inline_html(b.text) << "</figcaption></figure>\n";
+          << base64(read_bytes(b.file)) << "\"><figcaption>" << inline_html(b.text)
+          << "</figcaption></figure>\n";
         break;
     }
   }

@@ -16,7 +16,8 @@ class Document {
   void paragraph(const std::string& text);
   void bullets(const std::vector<std::string>& items);
   /// `right_aligned[i]`: column i holds numbers. Shorter than `header` means left-aligned.
-  void table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows,
+  void table(const std::vector<std::string>& header,
+             const std::vector<std::vector<std::string>>& rows,
              const std::vector<bool>& right_aligned = {});
   /// A PNG: linked as `link` in Markdown, read from `file` and embedded in HTML.
   void image(const std::string& alt, const std::filesystem::path& file, const std::string& link);

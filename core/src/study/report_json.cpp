@@ -30,7 +30,9 @@ json selected(const Aggregate& a, std::initializer_list<const char*> keys) {
 }  // namespace
 
 json to_json(const Delta& d) {
-  return {{"value", optional_number(d.value)}, {"spread", optional_number(d.spread)}, {"note", d.note()}};
+  return {{"value", optional_number(d.value)},
+          {"spread", optional_number(d.spread)},
+          {"note", d.note()}};
 }
 
 json to_json(const Aggregate& a) {
@@ -45,9 +47,9 @@ json to_json(const Aggregate& a) {
     seeds.push_back(r->seed);
     ids.push_back(r->id);
   }
-  return {{"regime", a.regime}, {"purpose", a.purpose}, {"axes", a.axes}, {"point", a.point},
-          {"at_base", a.at_base}, {"n", a.n()},   {"seeds", seeds},     {"run_ids", ids},
-          {"mean", mean},         {"std", std},   {"count", count}};
+  return {{"regime", a.regime},   {"purpose", a.purpose}, {"axes", a.axes}, {"point", a.point},
+          {"at_base", a.at_base}, {"n", a.n()},           {"seeds", seeds}, {"run_ids", ids},
+          {"mean", mean},         {"std", std},           {"count", count}};
 }
 
 json to_json(const StudyRecord& study, const Analysis& an) {
@@ -63,7 +65,8 @@ json to_json(const StudyRecord& study, const Analysis& an) {
     running += r.status == "running";
     if (r.wall_seconds) wall += *r.wall_seconds;
     json costs = json::object();
-    for (const char* key : {"wall_seconds", "generator_seconds", "cost_seconds", "cost_cpu_minutes"}) {
+    for (const char* key :
+         {"wall_seconds", "generator_seconds", "cost_seconds", "cost_cpu_minutes"}) {
       const auto it = r.values.find(key);
       costs[key] = it == r.values.end() ? json() : json(it->second);
     }
@@ -116,8 +119,9 @@ json to_json(const StudyRecord& study, const Analysis& an) {
   json gap_table = json::array();
   for (const std::string& regime : an.regimes) {
     if (const Aggregate* a = an.at_base(regime)) {
-      json row = selected(*a, {"elbo_test_nats", "elbo_train_nats", "generalization_gap_nats",
-                               "amortization_gap_nats", "elbo_star_test_nats", "params_total"});
+      json row = selected(
+          *a, {"elbo_test_nats", "elbo_train_nats", "generalization_gap_nats",
+               "amortization_gap_nats", "robustness_gap", "elbo_star_test_nats", "params_total"});
       row["regime"] = regime;
       row["n"] = a->n();
       gap_table.push_back(row);
@@ -130,7 +134,11 @@ json to_json(const StudyRecord& study, const Analysis& an) {
     json train = json::array(), test = json::array();
     for (const auto& v : c.elbo_train_nats) train.push_back(optional_number(v));
     for (const auto& v : c.elbo_test_nats) test.push_back(optional_number(v));
-    curves.push_back({{"regime", c.regime}, {"runs", c.runs}, {"epochs", c.epochs}, {"elbo_train_nats", train}, {"elbo_test_nats", test}});
+    curves.push_back({{"regime", c.regime},
+                      {"runs", c.runs},
+                      {"epochs", c.epochs},
+                      {"elbo_train_nats", train},
+                      {"elbo_test_nats", test}});
   }
   out["curves"] = curves;
 
@@ -138,13 +146,15 @@ json to_json(const StudyRecord& study, const Analysis& an) {
   for (const AxisSweep& s : an.sweeps) {
     json points = json::array();
     for (const auto& [where, a] : s.cells) {
-      json p = selected(*a, {"elbo_test_nats", "generalization_gap_nats", "amortization_gap_nats", "params_total"});
+      json p = selected(*a, {"elbo_test_nats", "generalization_gap_nats", "amortization_gap_nats",
+                             "params_total"});
       p["value"] = s.values[where.first];
       p["regime"] = where.second;
       p["n"] = a->n();
       points.push_back(p);
     }
-    sweeps.push_back({{"axis", s.axis}, {"values", s.values}, {"numeric", s.numeric}, {"points", points}});
+    sweeps.push_back(
+        {{"axis", s.axis}, {"values", s.values}, {"numeric", s.numeric}, {"points", points}});
   }
   out["size_axes"] = sweeps;
 
@@ -191,30 +201,37 @@ json to_json(const StudyRecord& study, const Analysis& an) {
 
   json table = json::array();
   for (const ReturnRow& r : an.return_table) {
-    table.push_back({{"regime", r.aggregate->regime},
-                     {"axes", r.aggregate->axes},
-                     {"point", r.aggregate->point},
-                     {"n", r.aggregate->n()},
-                     {"lever", lever_name(r.lever)},
-                     {"delta_elbo_test_nats", to_json(r.test_elbo)},
-                     {"delta_generalization_gap_nats", to_json(r.generalization_gap)},
-                     {"delta_amortization_gap_nats", to_json(r.amortization_gap)},
-                     {"extra_wall_seconds", optional_number(r.extra_seconds)},
-                     {"extra_cpu_minutes", optional_number(r.extra_cpu_minutes)},
-                     {"extra_params", optional_number(r.extra_params)},
-                     {"nats_per_extra_cpu_minute", optional_number(r.nats_per_cpu_minute)},
-                     {"nats_per_extra_million_params", optional_number(r.nats_per_million_params)}});
+    table.push_back(
+        {{"regime", r.aggregate->regime},
+         {"axes", r.aggregate->axes},
+         {"point", r.aggregate->point},
+         {"n", r.aggregate->n()},
+         {"lever", lever_name(r.lever)},
+         {"delta_elbo_test_nats", to_json(r.test_elbo)},
+         {"delta_generalization_gap_nats", to_json(r.generalization_gap)},
+         {"delta_amortization_gap_nats", to_json(r.amortization_gap)},
+         {"extra_wall_seconds", optional_number(r.extra_seconds.value)},
+         {"extra_wall_seconds_note", r.extra_seconds.note()},
+         {"extra_cpu_minutes", optional_number(r.extra_cpu_minutes.value)},
+         {"extra_cpu_minutes_note", r.extra_cpu_minutes.note()},
+         {"extra_params", optional_number(r.extra_params)},
+         {"nats_per_extra_cpu_minute", optional_number(r.nats_per_cpu_minute)},
+         {"nats_per_extra_million_params", optional_number(r.nats_per_million_params)}});
   }
   out["return_table"] = table;
   out["conclusion"] = an.conclusion.text;
   const auto ref = [](const ReturnRow* r) { return r ? aggregate_ref(*r->aggregate) : json(); };
-  out["conclusion_detail"] = {{"winner", an.conclusion.winner.empty() ? json() : json(an.conclusion.winner)},
-                              {"best_data_lever", ref(an.conclusion.best_data)},
-                              {"best_parameter_lever", ref(an.conclusion.best_parameters)}};
+  out["conclusion_detail"] = {
+      {"winner", an.conclusion.winner.empty() ? json() : json(an.conclusion.winner)},
+      {"best_data_lever", ref(an.conclusion.best_data)},
+      {"best_parameter_lever", ref(an.conclusion.best_parameters)}};
 
   json findings = json::array();
   for (const Finding& f : an.findings) {
-    findings.push_back({{"claim", f.claim}, {"source", f.source}, {"verdict", f.verdict}, {"evidence", f.evidence}});
+    findings.push_back({{"claim", f.claim},
+                        {"source", f.source},
+                        {"verdict", f.verdict},
+                        {"evidence", f.evidence}});
   }
   out["findings"] = findings;
   return out;

@@ -24,13 +24,15 @@ struct RunRecord {
   std::string label;
   std::string regime;
   int64_t seed = 0;
-  nlohmann::json axes = nlohmann::json::object();  ///< every axis of the run, regime and seed included
+  nlohmann::json axes =
+      nlohmann::json::object();  ///< every axis of the run, regime and seed included
   std::optional<std::string> path_name;
   std::optional<int64_t> path_step;
   std::string purpose;
   std::optional<std::string> generator_key;
   std::string status;
-  std::optional<std::string> run_dir;  ///< as stored (relative to the database's folder, or absolute)
+  std::optional<std::string>
+      run_dir;  ///< as stored (relative to the database's folder, or absolute)
   std::optional<double> wall_seconds;
   nlohmann::json summary;  ///< summary.json; null when the run has none
   std::optional<std::string> error;
@@ -66,10 +68,10 @@ struct StudyRecord {
   std::string name;
   std::string vaelab_version;
   std::string created_utc;
-  std::vector<std::string> axes;               ///< axis names in the study file's order
+  std::vector<std::string> axes;  ///< axis names in the study file's order
   nlohmann::json base_point = nlohmann::json::object();
-  std::vector<RunRecord> runs;                 ///< in ordinal order
-  std::vector<GeneratorRecord> generators;     ///< in key order
+  std::vector<RunRecord> runs;                              ///< in ordinal order
+  std::vector<GeneratorRecord> generators;                  ///< in key order
   std::map<std::string, std::vector<MetricPoint>> metrics;  ///< run id → points by epoch
 };
 
@@ -94,7 +96,7 @@ std::string signed_fixed(double v, int digits);
 
 /// Mean and sample standard deviation (n − 1) of one key over the seeds of an aggregate.
 struct Stat {
-  int64_t n = 0;              ///< runs that have the key
+  int64_t n = 0;  ///< runs that have the key
   double mean = 0;
   std::optional<double> std;  ///< absent for n < 2
 };
@@ -104,8 +106,8 @@ struct Aggregate {
   std::string regime;
   std::string purpose;
   nlohmann::json axes = nlohmann::json::object();  ///< every axis but the regime and the seed
-  std::string point;       ///< the axes off the base point ("latent=32"), or "base"
-  bool at_base = false;    ///< every base-point axis at its base value
+  std::string point;                   ///< the axes off the base point ("latent=32"), or "base"
+  bool at_base = false;                ///< every base-point axis at its base value
   std::vector<const RunRecord*> runs;  ///< one per seed, lowest seed first
   std::map<std::string, Stat> stats;   ///< over `runs`, per key of RunRecord::values
 
@@ -141,9 +143,9 @@ struct ReturnRow {
   Delta test_elbo;  ///< nats; > 0 is better
   Delta generalization_gap;
   Delta amortization_gap;
-  std::optional<double> extra_seconds;      ///< cost_seconds, mean difference
-  std::optional<double> extra_cpu_minutes;  ///< cost_cpu_minutes, mean difference
-  std::optional<double> extra_params;       ///< params_total, mean difference
+  Delta extra_seconds;                            ///< cost_seconds, mean difference
+  Delta extra_cpu_minutes;                        ///< cost_cpu_minutes, mean difference
+  std::optional<double> extra_params;             ///< params_total, mean difference
   std::optional<double> nats_per_cpu_minute;      ///< absent when extra_cpu_minutes <= 0
   std::optional<double> nats_per_million_params;  ///< absent when extra_params <= 0
 };
@@ -159,9 +161,9 @@ struct Conclusion {
 /// A finding of the paper, checked against the aggregates.
 struct Finding {
   std::string claim;
-  std::string source;   ///< where the paper shows it
-  std::string verdict;  ///< "reproduced", "not reproduced" or "not tested"
-  std::string evidence; ///< the numbers that decided it, or why it was not tested
+  std::string source;    ///< where the paper shows it
+  std::string verdict;   ///< "reproduced", "not reproduced" or "not tested"
+  std::string evidence;  ///< the numbers that decided it, or why it was not tested
 };
 
 /// One axis of the size section: its values and, per value and regime, the aggregate there with
@@ -196,11 +198,12 @@ struct DownstreamRow {
   std::string regime;
   const Aggregate* aggregate = nullptr;  ///< the main aggregate at the base point, if any
   std::optional<Stat> probe_accuracy, knn_accuracy, anomaly_auroc, bits_per_dim_test;
-  std::string anomaly_source;  ///< "main runs", "anomaly runs (class held out)", or why absent
+  std::string anomaly_source;     ///< "main runs", "anomaly runs (class held out)", or why absent
   std::string bits_per_dim_note;  ///< why bits/dim are absent
 };
 
-/// Holds pointers into itself (return rows, sweeps) and into the StudyRecord: movable, not copyable.
+/// Holds pointers into itself (return rows, sweeps) and into the StudyRecord: movable, not
+/// copyable.
 struct Analysis {
   Analysis() = default;
   Analysis(Analysis&&) = default;
@@ -208,7 +211,7 @@ struct Analysis {
   Analysis(const Analysis&) = delete;
   Analysis& operator=(const Analysis&) = delete;
 
-  std::vector<std::string> regimes;  ///< normal first, then the study's order
+  std::vector<std::string> regimes;           ///< normal first, then the study's order
   std::vector<Aggregate> aggregates;          ///< purpose main, status done
   std::vector<Aggregate> anomaly_aggregates;  ///< purpose anomaly, status done
   std::vector<PathStep> path_steps;           ///< by path, regime, step
@@ -218,10 +221,10 @@ struct Analysis {
   std::vector<ReturnRow> return_table;
   Conclusion conclusion;
   std::vector<Finding> findings;
-  std::vector<AxisSweep> sweeps;  ///< every base-point axis
-  std::vector<Curve> curves;      ///< per regime at the base point
+  std::vector<AxisSweep> sweeps;          ///< every base-point axis
+  std::vector<Curve> curves;              ///< per regime at the base point
   std::vector<DownstreamRow> downstream;  ///< per regime
-  int64_t duplicate_runs = 0;     ///< runs that repeat an aggregate's seed (e.g. a point on two paths)
+  int64_t duplicate_runs = 0;  ///< runs that repeat an aggregate's seed (e.g. a point on two paths)
 
   /// The aggregate of `regime` at the base point, purpose main.
   const Aggregate* at_base(const std::string& regime) const;

@@ -2,6 +2,7 @@
 
 #include <sys/wait.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -9,7 +10,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
 #include <vaelab/error.hpp>
 
@@ -96,13 +96,16 @@ std::optional<Plot> gap_plot(const Analysis& an) {
     any = true;
     any_ga = any_ga || a->mean(kGa).has_value();
     negative = negative || a->mean(kGg).value_or(0) < 0 || a->mean(kGa).value_or(0) < 0;
-    csv << text_field(regime) << ',' << number(stat_mean(a, kGg)) << ',' << number(stat_std(a, kGg)) << ','
-        << number(stat_mean(a, kGa)) << ',' << number(stat_std(a, kGa)) << ',' << a->n() << "\n";
+    csv << text_field(regime) << ',' << number(stat_mean(a, kGg)) << ',' << number(stat_std(a, kGg))
+        << ',' << number(stat_mean(a, kGa)) << ',' << number(stat_std(a, kGa)) << ',' << a->n()
+        << "\n";
   }
   if (!any) return std::nullopt;
   Plot p;
   p.name = "gaps";
-  p.caption = "Generalization gap G_g and amortization gap G_a per regime at the base point (mean and std over seeds)";
+  p.caption =
+      "Generalization gap G_g and amortization gap G_a per regime at the base point (mean and std "
+      "over seeds)";
   p.csv = csv.str();
   std::ostringstream s;
   s << "set title 'Gaps at the base point (bars: mean over seeds; whiskers: std)'\n"
@@ -130,7 +133,8 @@ std::optional<Plot> elbo_curve_plot(const Analysis& an) {
   epochs.erase(std::unique(epochs.begin(), epochs.end()), epochs.end());
   std::ostringstream csv;
   csv << "epoch";
-  for (const Curve* c : curves) csv << ',' << text_field(c->regime) << " train," << text_field(c->regime) << " test";
+  for (const Curve* c : curves)
+    csv << ',' << text_field(c->regime) << " train," << text_field(c->regime) << " test";
   csv << "\n";
   for (int64_t e : epochs) {
     csv << e;
@@ -147,25 +151,31 @@ std::optional<Plot> elbo_curve_plot(const Analysis& an) {
   }
   Plot p;
   p.name = "elbo_curves";
-  p.caption = "Train (dashed, on the real training set) and test (solid) ELBO over effective epochs per regime at "
-              "the base point, mean over seeds";
+  p.caption =
+      "Train (thin, open circles; on the real training set) and test (thick) ELBO over effective "
+      "epochs per regime at "
+      "the base point, mean over seeds";
   p.csv = csv.str();
   std::vector<std::string> series;
   for (size_t i = 0; i < curves.size(); ++i) {
     const int lc = color_of(an, curves[i]->regime);
     const size_t col = 2 + 2 * i;
-    series.push_back("'elbo_curves.csv' skip 1 using 1:" + std::to_string(col) + " with lines lc " + std::to_string(lc) +
-                     " dt 2 title " + gp_string(curves[i]->regime + " train"));
-    series.push_back("'' skip 1 using 1:" + std::to_string(col + 1) + " with lines lc " + std::to_string(lc) +
-                     " lw 2 title " + gp_string(curves[i]->regime + " test"));
+    series.push_back("'elbo_curves.csv' skip 1 using 1:" + std::to_string(col) +
+                     " with linespoints lc " + std::to_string(lc) + " pt 6 ps 0.7 title " +
+                     gp_string(curves[i]->regime + " train"));
+    series.push_back("'' skip 1 using 1:" + std::to_string(col + 1) + " with lines lc " +
+                     std::to_string(lc) + " lw 2 title " + gp_string(curves[i]->regime + " test"));
   }
-  p.script = "set title 'ELBO over effective epochs (base point, mean over seeds)'\n"
-             "set xlabel 'effective epoch'\nset ylabel 'ELBO (nats per image)'\nset key below\n"
-             "plot " + join(series, ", \\\n     ") + "\n";
+  p.script =
+      "set title 'ELBO over effective epochs (base point, mean over seeds)'\n"
+      "set xlabel 'effective epoch'\nset ylabel 'ELBO (nats per image)'\nset key below\n"
+      "plot " +
+      join(series, ", \\\n     ") + "\n";
   return p;
 }
 
-std::optional<Plot> sweep_plot(const Analysis& an, const AxisSweep& sweep, const std::vector<std::string>& axes) {
+std::optional<Plot> sweep_plot(const Analysis& an, const AxisSweep& sweep,
+                               const std::vector<std::string>& axes) {
   if (sweep.values.size() < 2) return std::nullopt;
   std::vector<std::string> regimes;
   for (const std::string& regime : an.regimes) {
@@ -184,8 +194,8 @@ std::optional<Plot> sweep_plot(const Analysis& an, const AxisSweep& sweep, const
   csv << "x,value";
   for (const auto& r : regimes) {
     const std::string f = text_field(r);
-    csv << ',' << f << " test ELBO," << f << " test ELBO std," << f << " G_g," << f << " G_g std," << f << " G_a," << f
-        << " G_a std";
+    csv << ',' << f << " test ELBO," << f << " test ELBO std," << f << " G_g," << f << " G_g std,"
+        << f << " G_a," << f << " G_a std";
   }
   csv << "\n";
   std::vector<double> xs;
@@ -198,13 +208,14 @@ std::optional<Plot> sweep_plot(const Analysis& an, const AxisSweep& sweep, const
       const auto it = sweep.cells.find({i, r});
       const Aggregate* a = it == sweep.cells.end() ? nullptr : it->second;
       any_ga = any_ga || stat_mean(a, kGa).has_value();
-      for (const char* key : {kTestElbo, kGg, kGa}) csv << ',' << number(stat_mean(a, key)) << ',' << number(stat_std(a, key));
+      for (const char* key : {kTestElbo, kGg, kGa})
+        csv << ',' << number(stat_mean(a, key)) << ',' << number(stat_std(a, key));
     }
     csv << "\n";
   }
   Plot p;
   p.name = stem;
-  p.caption = "Test ELBO (left) and G_g (solid), G_a (dashed) (right) against " + name +
+  p.caption = "Test ELBO (left) and G_g (thick), G_a (thin, open circles) (right) against " + name +
               " per regime, the other axes at their base values (mean and std over seeds)";
   p.csv = csv.str();
   const std::string file = gp_string(stem + ".csv");
@@ -214,18 +225,21 @@ std::optional<Plot> sweep_plot(const Analysis& an, const AxisSweep& sweep, const
   for (size_t r = 0; r < regimes.size(); ++r) {
     const size_t base = 3 + 6 * r;
     const std::string lc = " lc " + std::to_string(color_of(an, regimes[r]));
-    left.push_back(file + " skip 1 using " + x_spec + ":" + std::to_string(base) + ":(sd(" + std::to_string(base + 1) + "))" +
-                   tics + " with yerrorlines" + lc + " title " + gp_string(regimes[r]));
-    right.push_back(file + " skip 1 using " + x_spec + ":" + std::to_string(base + 2) + ":(sd(" + std::to_string(base + 3) +
-                    "))" + tics + " with yerrorlines" + lc + " title " + gp_string(regimes[r] + " G_g"));
+    left.push_back(file + " skip 1 using " + x_spec + ":" + std::to_string(base) + ":(sd(" +
+                   std::to_string(base + 1) + "))" + tics + " with yerrorlines" + lc +
+                   " lw 2 pt 7 title " + gp_string(regimes[r]));
+    right.push_back(file + " skip 1 using " + x_spec + ":" + std::to_string(base + 2) + ":(sd(" +
+                    std::to_string(base + 3) + "))" + tics + " with yerrorlines" + lc +
+                    " lw 2 pt 7 title " + gp_string(regimes[r] + " G_g"));
     if (any_ga) {
       right.push_back(file + " skip 1 using " + x_spec + ":" + std::to_string(base + 4) + ":(sd(" +
-                      std::to_string(base + 5) + "))" + tics + " with yerrorlines" + lc + " dt 2 title " +
-                      gp_string(regimes[r] + " G_a"));
+                      std::to_string(base + 5) + "))" + tics + " with yerrorlines" + lc +
+                      " pt 6 title " + gp_string(regimes[r] + " G_a"));
     }
   }
   std::ostringstream s;
-  s << "set multiplot layout 1,2 title " << gp_string("Against " + sweep.axis + " (other axes at base)") << "\n"
+  s << "set multiplot layout 1,2 title "
+    << gp_string("Against " + sweep.axis + " (other axes at base)") << "\n"
     << "set xlabel " << gp_string(name) << "\n"
     << "set key below\n";
   if (sweep.numeric && wants_log(xs, 8)) s << "set logscale x 2\n";
@@ -241,7 +255,8 @@ std::optional<Plot> path_plot(const Analysis& an, const std::string& path) {
   int64_t steps = 0;
   for (const PathStep& s : an.path_steps) {
     if (s.path != path) continue;
-    if (std::find(regimes.begin(), regimes.end(), s.regime) == regimes.end()) regimes.push_back(s.regime);
+    if (std::find(regimes.begin(), regimes.end(), s.regime) == regimes.end())
+      regimes.push_back(s.regime);
     steps = std::max(steps, s.step + 1);
   }
   if (regimes.empty()) return std::nullopt;
@@ -265,25 +280,30 @@ std::optional<Plot> path_plot(const Analysis& an, const std::string& path) {
       const auto params = stat_mean(a, "params_total");
       const auto elbo = stat_mean(a, kTestElbo);
       if (params) xs.push_back(*params);
-      csv << ',' << number(params) << ',' << number(elbo ? std::optional<double>(-*elbo) : std::nullopt) << ','
+      csv << ',' << number(params) << ','
+          << number(elbo ? std::optional<double>(-*elbo) : std::nullopt) << ','
           << number(stat_std(a, kTestElbo));
     }
     csv << "\n";
   }
   Plot p;
   p.name = stem;
-  p.caption = "Path " + path + ": −test ELBO against the total parameter count, in path order (mean and std over seeds)";
+  p.caption =
+      "Path " + path +
+      ": −test ELBO against the total parameter count, in path order (mean and std over seeds)";
   p.csv = csv.str();
   std::vector<std::string> series;
   for (size_t r = 0; r < regimes.size(); ++r) {
     const size_t base = 2 + 3 * r;
-    series.push_back(gp_string(stem + ".csv") + " skip 1 using " + std::to_string(base) + ":" + std::to_string(base + 1) +
-                     ":(sd(" + std::to_string(base + 2) + ")) with yerrorlines lc " +
-                     std::to_string(color_of(an, regimes[r])) + " title " + gp_string(regimes[r]));
+    series.push_back(gp_string(stem + ".csv") + " skip 1 using " + std::to_string(base) + ":" +
+                     std::to_string(base + 1) + ":(sd(" + std::to_string(base + 2) +
+                     ")) with yerrorlines lc " + std::to_string(color_of(an, regimes[r])) +
+                     " title " + gp_string(regimes[r]));
   }
   std::ostringstream s;
   s << "set title " << gp_string("Path " + path + ": -test ELBO against parameters") << "\n"
-    << "set xlabel 'parameters (params_total)'\nset ylabel '-test ELBO (nats, lower is better)'\nset key below\n";
+    << "set xlabel 'parameters (params_total)'\nset ylabel '-test ELBO (nats, lower is "
+       "better)'\nset key below\n";
   if (wants_log(xs, 10)) s << "set logscale x\n";
   s << "plot " << join(series, ", \\\n     ") << "\n";
   p.script = s.str();
@@ -308,7 +328,9 @@ std::optional<Plot> k_plot(const Analysis& an, const AxisSweep& k) {
   csv << "\n";
   std::vector<size_t> order(k.values.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return k.values[a].get<double>() < k.values[b].get<double>(); });
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return k.values[a].get<double>() < k.values[b].get<double>();
+  });
   std::vector<double> xs;
   for (size_t i : order) {
     xs.push_back(k.values[i].get<double>());
@@ -323,25 +345,29 @@ std::optional<Plot> k_plot(const Analysis& an, const AxisSweep& k) {
   }
   Plot p;
   p.name = "k_curve";
-  p.caption = "Test ELBO (left) and G_g (right) against k (synthetic pool size in multiples of |D_train|); "
-              "dotted: normal training at the base point";
+  p.caption =
+      "Test ELBO (left) and G_g (right) against k (synthetic pool size in multiples of |D_train|); "
+      "flat line: normal training at the base point";
   p.csv = csv.str();
   std::vector<std::string> left, right;
   for (size_t r = 0; r < regimes.size(); ++r) {
     const size_t base = 2 + 4 * r;
     const std::string lc = " lc " + std::to_string(color_of(an, regimes[r]));
-    left.push_back("'k_curve.csv' skip 1 using 1:" + std::to_string(base) + ":(sd(" + std::to_string(base + 1) +
-                   ")) with yerrorlines" + lc + " title " + gp_string(regimes[r]));
-    right.push_back("'k_curve.csv' skip 1 using 1:" + std::to_string(base + 2) + ":(sd(" + std::to_string(base + 3) +
-                    ")) with yerrorlines" + lc + " title " + gp_string(regimes[r]));
+    left.push_back("'k_curve.csv' skip 1 using 1:" + std::to_string(base) + ":(sd(" +
+                   std::to_string(base + 1) + ")) with yerrorlines" + lc + " title " +
+                   gp_string(regimes[r]));
+    right.push_back("'k_curve.csv' skip 1 using 1:" + std::to_string(base + 2) + ":(sd(" +
+                    std::to_string(base + 3) + ")) with yerrorlines" + lc + " title " +
+                    gp_string(regimes[r]));
   }
   const bool normal_plotted = std::find(regimes.begin(), regimes.end(), "normal") != regimes.end();
   if (an.baseline && !normal_plotted) {
     const std::string lc = " lc " + std::to_string(color_of(an, "normal"));
     if (const auto v = an.baseline->mean(kTestElbo)) {
-      left.push_back(number(v) + " with lines dt 3" + lc + " title 'normal (base point)'");
+      left.push_back(number(v) + " with lines" + lc + " title 'normal (base point)'");
     }
-    if (const auto v = an.baseline->mean(kGg)) right.push_back(number(v) + " with lines dt 3" + lc + " title 'normal (base point)'");
+    if (const auto v = an.baseline->mean(kGg))
+      right.push_back(number(v) + " with lines" + lc + " title 'normal (base point)'");
   }
   std::ostringstream s;
   s << "set multiplot layout 1,2 title 'Against k (other axes at base)'\n"
@@ -363,7 +389,8 @@ std::optional<fs::path> find_on_path(const std::string& program) {
     if (dir.empty()) continue;
     const fs::path candidate = fs::path(dir) / program;
     std::error_code ec;
-    if (fs::is_regular_file(candidate, ec) && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (fs::is_regular_file(candidate, ec) && ::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
   }
   return std::nullopt;
 }
@@ -387,20 +414,28 @@ std::vector<PlotOutcome> render_plots(const std::vector<Plot>& plots, const fs::
     fs::remove(png, ec);
     write(dir / (p.name + ".csv"), p.csv);
     write(dir / (p.name + ".gp"),
-          "# " + p.caption + "\n"
-          "# Data: " + p.name + ".csv (written by vaelab report from study.sqlite).\n"
-          "# Re-plot from this folder: gnuplot " + p.name + ".gp\n"
-          "set terminal png size 1100,650 noenhanced\n"
-          "set output " + gp_string(p.name + ".png") + "\n"
-          "set datafile separator comma\n"
-          "set datafile missing 'NaN'\n"
-          "set grid\n"
-          "set offsets graph 0.03, graph 0.03, 0, 0\n"
-          "# error bars: the std column, 0 where it is missing (one seed)\n"
-          "sd(c) = valid(c) ? column(c) : 0\n" +
-          p.script);
+          "# " + p.caption +
+              "\n"
+              "# Data: " +
+              p.name +
+              ".csv (written by vaelab report from study.sqlite).\n"
+              "# Re-plot from this folder: gnuplot " +
+              p.name +
+              ".gp\n"
+              "set terminal png size 1100,650 noenhanced\n"
+              "set output " +
+              gp_string(p.name + ".png") +
+              "\n"
+              "set datafile separator comma\n"
+              "set datafile missing 'NaN'\n"
+              "set grid\n"
+              "set offsets graph 0.03, graph 0.03, 0, 0\n"
+              "# error bars: the std column, 0 where it is missing (one seed)\n"
+              "sd(c) = valid(c) ? column(c) : 0\n" +
+              p.script);
     if (gnuplot) {
-      const std::string command = "cd " + shell_quoted(dir.string()) + " && " + shell_quoted(gnuplot->string()) + " " +
+      const std::string command = "cd " + shell_quoted(dir.string()) + " && " +
+                                  shell_quoted(gnuplot->string()) + " " +
                                   shell_quoted(p.name + ".gp") + " 2>&1";
       std::string output;
       FILE* pipe = ::popen(command.c_str(), "r");
@@ -410,7 +445,9 @@ std::vector<PlotOutcome> render_plots(const std::vector<Plot>& plots, const fs::
         char buffer[512];
         while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
         const int status = ::pclose(pipe);
-        const int code = status == -1 ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        const int code = status == -1        ? -1
+                         : WIFEXITED(status) ? WEXITSTATUS(status)
+                                             : 128 + WTERMSIG(status);
         if (code != 0) {
           const auto end = output.find('\n', output.find_first_not_of(" \n"));
           o.problem = "gnuplot " + p.name + ".gp exited with status " + std::to_string(code) +

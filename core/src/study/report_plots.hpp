@@ -21,7 +21,8 @@ struct Plot {
 /// The plots of a study, in report order; a plot whose data is empty is not made.
 std::optional<Plot> gap_plot(const Analysis& an);
 std::optional<Plot> elbo_curve_plot(const Analysis& an);
-std::optional<Plot> sweep_plot(const Analysis& an, const AxisSweep& sweep, const std::vector<std::string>& axes);
+std::optional<Plot> sweep_plot(const Analysis& an, const AxisSweep& sweep,
+                               const std::vector<std::string>& axes);
 std::optional<Plot> path_plot(const Analysis& an, const std::string& path);
 std::optional<Plot> k_plot(const Analysis& an, const AxisSweep& k);
 
@@ -29,7 +30,7 @@ std::optional<Plot> k_plot(const Analysis& an, const AxisSweep& k);
 struct PlotOutcome {
   std::string name;
   std::filesystem::path png;  ///< set when gnuplot wrote it
-  std::string problem;        ///< why no PNG: gnuplot's exit status, or "" when it worked or was not run
+  std::string problem;  ///< why no PNG: gnuplot's exit status, or "" when it worked or was not run
 };
 
 /// `program` (no slash) looked up on PATH: the first executable file of that name.
@@ -37,7 +38,8 @@ std::optional<std::filesystem::path> find_on_path(const std::string& program);
 
 /// Writes each plot's NAME.gp and NAME.csv into `dir` (created), removes a stale NAME.png, and
 /// runs `gnuplot` on each script when given. Throws vaelab::Error when a file cannot be written.
-std::vector<PlotOutcome> render_plots(const std::vector<Plot>& plots, const std::filesystem::path& dir,
+std::vector<PlotOutcome> render_plots(const std::vector<Plot>& plots,
+                                      const std::filesystem::path& dir,
                                       const std::optional<std::filesystem::path>& gnuplot);
 
 }  // namespace vaelab::report

@@ -10,9 +10,9 @@ namespace vaelab {
 
 /// The numbers behind every table of the report:
 /// {"study": {..}, "runs": [{"id", "regime", "purpose", "axes", "summary", "costs", ..}, ..],
-///  "aggregates": [{"regime", "axes" (without the seed), "n", "mean": {key: v}, "std": {key: v}, ..}],
-///  "gap_table", "curves", "size_axes", "paths", "generators", "downstream",
-///  "return_table": [..], "conclusion": "..", "findings": [..]}.
+///  "aggregates": [{"regime", "axes" (without the seed), "n", "mean": {key: v}, "std": {key: v},
+///  ..}], "gap_table", "curves", "size_axes", "paths", "generators", "downstream", "return_table":
+///  [..], "conclusion": "..", "findings": [..]}.
 /// Throws vaelab::Error naming DIR/study.sqlite when it is missing, of another schema version or
 /// malformed.
 nlohmann::json report_json(const std::filesystem::path& study_dir);
