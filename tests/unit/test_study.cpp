@@ -266,3 +266,22 @@ TEST_CASE("a database of another schema version is refused with the file", "[stu
                     Catch::Contains("study.sqlite: study database schema version 99, this vaelab reads version 1"));
   fs::remove_all(dir);
 }
+
+TEST_CASE("axes a regime does not read do not multiply its runs", "[study]") {
+  const StudyPlan plan = expand_study_text(R"(
+[grid]
+regime = ["normal", "synthetic", "mixed", "augment-naive"]
+k = [1, 10]
+real_fraction = [0.25, 0.5]
+)",
+                                           "k.toml");
+  // normal: 1, synthetic: 2 (k), mixed: 4 (k x fraction), augment-naive: 1.
+  REQUIRE(plan.runs.size() == 8);
+  CHECK(plan.runs[0].label == "regime=normal k=1 real_fraction=0.25");
+  CHECK(plan.runs[1].label == "regime=synthetic k=1 real_fraction=0.25");
+  CHECK(plan.runs[2].label == "regime=synthetic k=10 real_fraction=0.25");
+  CHECK(plan.runs[3].regime == "mixed");
+  CHECK(plan.runs[6].label == "regime=mixed k=10 real_fraction=0.5");
+  CHECK(plan.runs[7].label == "regime=augment-naive k=1 real_fraction=0.25");
+  CHECK(plan.runs[7].id == "r0007");
+}

@@ -149,6 +149,17 @@ StudySettings read_settings(const toml::table* study, const fs::path& origin) {
   return s;
 }
 
+/// Whether a run of `regime` reads the config key `key` at all: the synthetic stream's and the
+/// generator's settings matter only to the synthetic and mixed regimes, the mix ratio only to
+/// mixed, the augmentation settings only to the augmentation baselines.
+bool regime_reads(const std::string& regime, const std::string& key) {
+  const auto under = [&key](const char* prefix) { return key.rfind(prefix, 0) == 0; };
+  if (under("train.synthetic.") || under("generator.")) return regime == "synthetic" || regime == "mixed";
+  if (under("train.mixed.")) return regime == "mixed";
+  if (under("train.augment.")) return regime.rfind("augment-", 0) == 0;
+  return true;
+}
+
 }  // namespace
 
 std::string canonical_axis(const std::string& name) {
@@ -336,6 +347,22 @@ StudyPlan expand_study_text(const std::string& text, const fs::path& origin) {
       }
       if (g < 0) break;
     }
+  }
+
+  // A run that differs from an earlier one only in keys its regime does not read is the same
+  // experiment (normal training crossed with k, say): it is run once, under the earlier labels.
+  {
+    std::vector<StudyRun> unique;
+    std::set<std::string> seen;
+    for (StudyRun& run : plan.runs) {
+      json effective = json::object();
+      for (const auto& [key, value] : run.axes.items()) {
+        if (regime_reads(run.regime, key)) effective[key] = value;
+      }
+      const std::string identity = effective.dump() + (run.path_name ? "\n" + *run.path_name : std::string());
+      if (seen.insert(identity).second) unique.push_back(std::move(run));
+    }
+    plan.runs = std::move(unique);
   }
 
   // Anomaly detection: for every main run at the base point, one more that holds a class out.
