@@ -12,6 +12,7 @@
 
 #include <vaelab/build_info.h>
 #include <vaelab/error.hpp>
+#include <vaelab/io/run_store.hpp>
 
 #include "report_document.hpp"
 #include "report_model.hpp"
@@ -556,19 +557,6 @@ void findings_section(Document& doc, Context& cx) {
   doc.bullets(items);
 }
 
-void write_file(const fs::path& file, const std::string& text) {
-  const fs::path tmp = file.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) throw Error(tmp.string() + ": cannot write");
-  }
-  std::error_code ec;
-  fs::rename(tmp, file, ec);
-  if (ec) throw Error(file.string() + ": cannot write: " + ec.message());
-}
-
 }  // namespace
 
 json report_json(const fs::path& study_dir) {
@@ -619,8 +607,8 @@ fs::path write_report(const fs::path& study_dir) {
   }
 
   const fs::path md = study_dir / "report.md";
-  write_file(md, doc.markdown());
-  write_file(study_dir / "report.html", doc.html("vaelab study report: " + study.name));
+  write_file_atomic(md, doc.markdown());
+  write_file_atomic(study_dir / "report.html", doc.html("vaelab study report: " + study.name));
   return md;
 }
 

@@ -30,6 +30,7 @@
 #include <vaelab/build_info.h>
 #include <vaelab/config.hpp>
 #include <vaelab/error.hpp>
+#include <vaelab/io/run_store.hpp>
 #include <vaelab/log.hpp>
 #include <vaelab/train/run.hpp>
 
@@ -60,19 +61,6 @@ std::string read_text(const fs::path& file) {
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
-}
-
-void write_text_atomic(const fs::path& file, const std::string& text) {
-  const fs::path tmp = file.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw Error(tmp.string() + ": cannot write (disk full or read-only?)");
-  }
-  std::error_code ec;
-  fs::rename(tmp, file, ec);
-  if (ec) throw Error(file.string() + ": cannot rename the finished file into place: " + ec.message());
 }
 
 std::string last_line(const fs::path& file) {
@@ -369,7 +357,7 @@ class StudyRunner {
     const std::string& key = need.key;
     const fs::path config_file = dir_ / "configs" / ("generator-" + key + ".toml");
     const fs::path log = dir_ / "logs" / ("generator-" + key + ".log");
-    write_text_atomic(config_file, format_toml(need.config));
+    write_file_atomic(config_file, format_toml(need.config));
     const fs::path info_file = g.dir / "generator.json";
     bool fitted = false;
     if (fs::exists(info_file)) fitted = !json::parse(read_text(info_file)).value("stopped_early", true);
@@ -396,7 +384,7 @@ class StudyRunner {
       g.sample_seconds = run_child(options_.executable,
                                    {"generator", "sample", g.dir.string(), "--n", n, "--seed", "0", "--out", g.pool.string()},
                                    log, "sampling generator " + key, cpus);
-      write_text_atomic(pool_info, json{{"images", g.pool_images}, {"sample_seconds", g.sample_seconds}}.dump() + "\n");
+      write_file_atomic(pool_info, json{{"images", g.pool_images}, {"sample_seconds", g.sample_seconds}}.dump() + "\n");
     } else {
       g.sample_seconds = json::parse(read_text(pool_info)).value("sample_seconds", 0.0);
     }
@@ -485,7 +473,7 @@ class StudyRunner {
       }
     }
     const fs::path file = dir_ / "configs" / (job.run->id + ".toml");
-    write_text_atomic(file, "# Run " + job.run->id + " of study " + plan_.settings.name + ": " + job.run->label +
+    write_file_atomic(file, "# Run " + job.run->id + " of study " + plan_.settings.name + ": " + job.run->label +
                                 "\n" + format_toml(config) + "\n");
     return file;
   }
