@@ -1,4 +1,5 @@
-# vaelab_add_test(NAME SOURCES... [LIBRARIES libs...] [TORCH] [LABELS labels...])
+# vaelab_add_test(NAME SOURCES... [LIBRARIES libs...] [TORCH] [LABELS labels...]
+#                 [PROPERTIES ctest properties...])
 #
 # One Catch2 (v2) test executable in build/bin, its test cases registered with ctest one by one
 # (catch_discover_tests). Test cases tagged [slow] are left out of the default run: run them
@@ -13,7 +14,7 @@ if(NOT TARGET vaelab_catch_main)
 endif()
 
 function(vaelab_add_test NAME)
-  cmake_parse_arguments(ARG "TORCH" "" "SOURCES;LIBRARIES;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "TORCH" "" "SOURCES;LIBRARIES;LABELS;PROPERTIES" ${ARGN})
   add_executable(${NAME} ${ARG_SOURCES} ${ARG_UNPARSED_ARGUMENTS})
   target_link_libraries(${NAME} PRIVATE vaelab_catch_main ${ARG_LIBRARIES})
   target_compile_options(${NAME} PRIVATE ${VAELAB_WARNINGS})
@@ -27,5 +28,5 @@ function(vaelab_add_test NAME)
     vaelab_use_torch_pch(${NAME})
   endif()
   # Default run: everything not tagged [slow].
-  catch_discover_tests(${NAME} TEST_SPEC "~[slow]" PROPERTIES LABELS "${ARG_LABELS}")
+  catch_discover_tests(${NAME} TEST_SPEC "~[slow]" PROPERTIES LABELS "${ARG_LABELS}" ${ARG_PROPERTIES})
 endfunction()

@@ -3,11 +3,36 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 
 namespace vaelab {
 namespace {
+
+// User text quoted in a message (a key, a --set argument, a value), with control characters
+// escaped so that the message stays one line.
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte != 0x7f) {
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+      out += escaped;
+    }
+  }
+  return out;
+}
 
 std::string join_path(const std::string& path, std::string_view key) {
   return path.empty() ? std::string(key) : path + "." + std::string(key);
@@ -181,8 +206,9 @@ std::string ConfigTable::get_choice(std::string_view key,
   std::string list;
   for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
   const std::string best = closest_match(value, allowed);
-  throw ConfigError(where(require(key)) + key_path(key) + ": '" + value + "' is not one of " +
-                    list + (best.empty() ? "" : "; did you mean '" + best + "'?"));
+  throw ConfigError(where(require(key)) + key_path(key) + ": '" + printable(value) +
+                    "' is not one of " + list +
+                    (best.empty() ? "" : "; did you mean '" + best + "'?"));
 }
 
 ConfigTable ConfigTable::sub(std::string_view key) const {
@@ -197,12 +223,61 @@ std::string ConfigTable::to_toml() const { return format_toml(table_); }
 
 // ---- free functions ---------------------------------------------------------------------------
 
+namespace {
+
+// toml++ 3.3 writes a key holding a single quote, a tab or a newline without quotes, which no TOML
+// parser reads back (other characters are quoted and escaped as they should be). No vaelab key is
+// like that, so such a key is refused by name here rather than written into a config file that
+// fails later, far from its cause.
+void check_writable_keys(const toml::node& node, const std::string& path) {
+  if (const toml::table* table = node.as_table()) {
+    for (const auto& [key, value] : *table) {
+      const std::string_view name = key.str();
+      const std::string key_path = join_path(path, name);
+      if (name.find_first_of("'\t\n") != std::string_view::npos) {
+        throw ConfigError(where(key) + "key '" + printable(key_path) +
+                          "': a key holding a single quote, a tab or a newline cannot be written "
+                          "to a config file");
+      }
+      check_writable_keys(value, key_path);
+    }
+  } else if (const toml::array* array = node.as_array()) {
+    for (size_t i = 0; i < array->size(); ++i) {
+      check_writable_keys(*array->get(i), path + "[" + std::to_string(i) + "]");
+    }
+  }
+}
+
+bool holds_newline(const toml::node& node) {
+  if (const toml::table* table = node.as_table()) {
+    for (const auto& [key, value] : *table) {
+      (void)key;
+      if (holds_newline(value)) return true;
+    }
+  } else if (const toml::array* array = node.as_array()) {
+    for (const auto& value : *array) {
+      if (holds_newline(value)) return true;
+    }
+  } else if (const auto* text = node.as_string()) {
+    return text->get().find_first_of("\r\n") != std::string::npos;
+  }
+  return false;
+}
+
+}  // namespace
+
 std::string format_toml(const toml::table& table) {
+  check_writable_keys(table, "");
+  // A string holding a newline is written by toml++ 3.3 as a multi-line literal string when it can,
+  // even when it holds ''' (where such a string ends). Tables with such strings are written with
+  // every string a one-line basic string, escaped; others exactly as before.
   constexpr auto flags =
       (toml::toml_formatter::default_flags | toml::format_flags::relaxed_float_precision) &
       ~toml::format_flags::indent_sub_tables;
+  constexpr auto escaped_flags = flags & ~toml::format_flags::allow_multi_line_strings &
+                                 ~toml::format_flags::allow_literal_strings;
   std::ostringstream out;
-  out << toml::toml_formatter(table, flags);
+  out << toml::toml_formatter(table, holds_newline(table) ? escaped_flags : flags);
   return out.str();
 }
 
@@ -211,7 +286,7 @@ std::string source_of(const toml::node& node) { return format_region(node.source
 Override parse_override(std::string_view argument) {
   const size_t eq = argument.find('=');
   if (eq == std::string_view::npos || eq == 0) {
-    throw ConfigError("--set '" + std::string(argument) + "': expected key.path=value");
+    throw ConfigError("--set '" + printable(argument) + "': expected key.path=value");
   }
   Override o{std::string(argument.substr(0, eq)), std::string(argument.substr(eq + 1))};
   const auto trim = [](std::string& s) {
@@ -222,7 +297,7 @@ Override parse_override(std::string_view argument) {
   trim(o.value);
   if (o.key.empty() || o.key.front() == '.' || o.key.back() == '.' ||
       o.key.find("..") != std::string::npos) {
-    throw ConfigError("--set '" + std::string(argument) + "': '" + o.key +
+    throw ConfigError("--set '" + printable(argument) + "': '" + printable(o.key) +
                       "' is not a key path like train.epochs");
   }
   return o;
@@ -234,7 +309,7 @@ toml::table parse_toml(std::string_view text, std::string_view source) {
   } catch (const toml::parse_error& e) {
     const auto& begin = e.source().begin;
     throw ConfigError(std::string(source) + ":" + std::to_string(begin.line) + ":" +
-                      std::to_string(begin.column) + ": " + std::string(e.description()));
+                      std::to_string(begin.column) + ": " + printable(e.description()));
   }
 }
 
@@ -251,7 +326,7 @@ toml::table read_toml_file(const std::filesystem::path& file) {
   } catch (const toml::parse_error& e) {
     const auto& begin = e.source().begin;
     throw ConfigError(file.string() + ":" + std::to_string(begin.line) + ":" +
-                      std::to_string(begin.column) + ": " + std::string(e.description()));
+                      std::to_string(begin.column) + ": " + printable(e.description()));
   }
 }
 
@@ -262,7 +337,7 @@ void validate_against_schema(const toml::table& user, const toml::table& schema,
     const std::string key_path = join_path(path, key.str());
     const toml::node* expected = schema.get(key.str());
     if (expected == nullptr) {
-      throw ConfigError(where(key) + "unknown key '" + key_path + "'" +
+      throw ConfigError(where(key) + "unknown key '" + printable(key_path) + "'" +
                         suggestion(key.str(), schema));
     }
     if (!type_compatible(*expected, node)) {
@@ -316,8 +391,8 @@ toml::table parse_value_table(const Override& o) {
     const std::string text = "v = " + o.value;
     return toml::parse(std::string_view(text), std::string_view("--set"));
   } catch (const toml::parse_error& e) {
-    throw ConfigError("--set " + o.key + "=" + o.value + ": not a TOML value (" +
-                      std::string(e.description()) + ")");
+    throw ConfigError("--set " + printable(o.key) + "=" + printable(o.value) +
+                      ": not a TOML value (" + printable(e.description()) + ")");
   }
 }
 
@@ -332,13 +407,13 @@ void apply_override(toml::table& target, const toml::table& schema, const Overri
     const std::string& part = parts[i];
     const toml::node* expected = schema_table->get(part);
     if (expected == nullptr) {
-      throw ConfigError("--set " + o.key + "=" + o.value + ": unknown key '" +
-                        join_path(walked, part) + "'" + suggestion(part, *schema_table));
+      throw ConfigError("--set " + printable(o.key) + "=" + printable(o.value) + ": unknown key '" +
+                        printable(join_path(walked, part)) + "'" + suggestion(part, *schema_table));
     }
     walked = join_path(walked, part);
     if (i + 1 < parts.size()) {
       if (!expected->is_table()) {
-        throw ConfigError("--set " + o.key + "=" + o.value + ": '" + walked +
+        throw ConfigError("--set " + printable(o.key) + "=" + printable(o.value) + ": '" + walked +
                           "' is not a table");
       }
       schema_table = expected->as_table();
@@ -351,7 +426,7 @@ void apply_override(toml::table& target, const toml::table& schema, const Overri
       continue;
     }
 
-    const std::string prefix = "--set " + o.key + "=" + o.value + ": ";
+    const std::string prefix = "--set " + printable(o.key) + "=" + printable(o.value) + ": ";
     const std::string& text = o.value;
     switch (expected->type()) {
       case toml::node_type::integer: {

@@ -8,9 +8,13 @@
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -34,10 +38,63 @@ std::vector<std::shared_ptr<void>>& loaded_libraries() {
   return *libraries;
 }
 
-bool world_writable(const fs::path& p) {
+std::string user_text(uid_t uid) {
+  std::string text = "uid " + std::to_string(uid);
+  std::vector<char> buffer(16384);
+  struct passwd entry {};
+  struct passwd* found = nullptr;
+  if (::getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found) == 0 && found != nullptr) {
+    text += std::string(" (") + found->pw_name + ")";
+  }
+  return text;
+}
+
+std::string mode_text(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+// Why `p` (called `what` in the message: "file", "folder /x") must not be trusted with a plugin,
+// or "" when it may be: write access for group or others, or an owner other than root and the
+// user running vaelab, would let someone else replace the code this process is about to run.
+std::string unsafe_reason(const fs::path& p, const std::string& what) {
   struct stat st {};
-  if (::stat(p.c_str(), &st) != 0) return false;
-  return (st.st_mode & S_IWOTH) != 0;
+  if (::stat(p.c_str(), &st) != 0) {
+    return what + " cannot be checked: " + std::strerror(errno);
+  }
+  if ((st.st_mode & S_IWOTH) != 0) {
+    return what + " is world-writable (mode " + mode_text(st.st_mode) +
+           "); anyone could replace the plugin";
+  }
+  if ((st.st_mode & S_IWGRP) != 0) {
+    return what + " is group-writable (mode " + mode_text(st.st_mode) + "); any member of group " +
+           std::to_string(st.st_gid) + " could replace the plugin";
+  }
+  const uid_t me = ::geteuid();
+  if (st.st_uid != 0 && st.st_uid != me) {
+    return what + " is owned by " + user_text(st.st_uid) +
+           ", neither root nor the user running vaelab (" + user_text(me) +
+           "); that user could replace the plugin";
+  }
+  return "";
+}
+
+// The kind and name a plugin's file name gives, libvaelab-<kind>-<name>.so, for a file refused
+// before its descriptors were read.
+void name_from_file(PluginRecord& record) {
+  const std::string file = record.path.filename().string();
+  const std::string stem =
+      file.substr(kFilePrefix.size(), file.size() - kFilePrefix.size() - kFileSuffix.size());
+  for (const vl_plugin_kind kind : {VL_PLUGIN_KIND_BACKEND, VL_PLUGIN_KIND_MODEL,
+                                    VL_PLUGIN_KIND_GENERATOR, VL_PLUGIN_KIND_DATA_SOURCE}) {
+    const std::string prefix = std::string(kind_name(kind)) + "-";
+    if (stem.size() > prefix.size() && stem.compare(0, prefix.size(), prefix) == 0) {
+      record.kind = kind;
+      record.name = stem.substr(prefix.size());
+      return;
+    }
+  }
 }
 
 std::string abi_string(uint32_t major, uint32_t minor) {
@@ -79,24 +136,56 @@ PluginError::PluginError(Refusal refusal, const std::string& message)
     : Error(message), refusal_(refusal) {}
 PluginError::~PluginError() = default;
 
-std::vector<fs::path> Registry::search_path(const std::vector<std::string>& config_paths) {
+std::vector<fs::path> Registry::search_path(const std::vector<std::string>& config_paths,
+                                            const fs::path& config_dir) {
   std::vector<fs::path> dirs;
-  for (const auto& p : config_paths) dirs.emplace_back(p);
+  std::error_code ec;
+  for (size_t i = 0; i < config_paths.size(); ++i) {
+    const std::string& entry = config_paths[i];
+    if (entry.empty()) continue;
+    fs::path dir(entry);
+    if (dir.is_relative()) {
+      if (config_dir.empty()) {
+        throw ConfigError("plugins.paths[" + std::to_string(i) + "]: '" + entry +
+                          "' is a relative folder and there is no config file folder to resolve "
+                          "it against; plugins are never searched relative to the current "
+                          "directory: give an absolute folder");
+      }
+      const fs::path base = fs::absolute(config_dir, ec);
+      if (ec) {
+        throw ConfigError("plugins.paths[" + std::to_string(i) + "]: '" + entry +
+                          "': cannot make the config folder " + config_dir.string() +
+                          " absolute: " + ec.message());
+      }
+      dir = base / dir;
+    }
+    dirs.push_back(dir.lexically_normal());
+  }
   if (const char* env = std::getenv("VAELAB_PLUGIN_PATH"); env != nullptr) {
     std::string list(env);
     size_t start = 0;
     while (start <= list.size()) {
       const size_t colon = list.find(':', start);
       const std::string item = list.substr(start, colon - start);
-      if (!item.empty()) dirs.emplace_back(item);
+      if (!item.empty()) {
+        if (fs::path(item).is_relative()) {
+          throw Error("VAELAB_PLUGIN_PATH: '" + item +
+                      "' is a relative folder; plugins are never searched relative to the "
+                      "current directory: give absolute folders");
+        }
+        dirs.emplace_back(fs::path(item).lexically_normal());
+      }
       if (colon == std::string::npos) break;
       start = colon + 1;
     }
   }
-  std::error_code ec;
   const fs::path exe = fs::path(boost::dll::program_location(ec).string());
-  if (!ec) dirs.push_back(exe.parent_path().parent_path() / "lib" / "vaelab" / "plugins");
-  dirs.emplace_back(VAELAB_PLUGIN_INSTALL_DIR);
+  if (!ec && exe.is_absolute()) {
+    dirs.push_back(exe.parent_path().parent_path() / "lib" / "vaelab" / "plugins");
+  }
+  // A relative install prefix would mean the current directory: never searched.
+  if (fs::path(VAELAB_PLUGIN_INSTALL_DIR).is_absolute())
+    dirs.emplace_back(VAELAB_PLUGIN_INSTALL_DIR);
   // Drop repeats (the build tree and the install dir may coincide), keep the first.
   std::vector<fs::path> unique;
   for (const auto& d : dirs) {
@@ -107,7 +196,18 @@ std::vector<fs::path> Registry::search_path(const std::vector<std::string>& conf
   return unique;
 }
 
+std::vector<fs::path> Registry::search_path(const std::vector<std::string>& config_paths) {
+  return search_path(config_paths, fs::path());
+}
+
 Registry::Registry(std::vector<fs::path> search_dirs) : search_dirs_(std::move(search_dirs)) {
+  for (const auto& dir : search_dirs_) {
+    if (dir.is_relative()) {
+      throw Error("plugin folder '" + dir.string() +
+                  "' is relative; plugins are searched in absolute folders only, never relative "
+                  "to the current directory");
+    }
+  }
   for (const auto& dir : search_dirs_) scan_dir(dir);
 }
 
@@ -127,12 +227,11 @@ void Registry::scan_dir(const fs::path& dir) {
     }
   }
   std::sort(files.begin(), files.end());  // deterministic order within a folder
-  const bool dir_unsafe = world_writable(dir);
+  const std::string dir_unsafe = unsafe_reason(dir, "folder " + dir.string());
   for (const auto& file : files) {
-    if (dir_unsafe) {
-      records_.push_back(refused_file(file, Refusal::unsafe_permissions,
-                                      "folder " + dir.string() +
-                                          " is world-writable; anyone could replace the plugin"));
+    if (!dir_unsafe.empty()) {
+      records_.push_back(refused_file(file, Refusal::unsafe_permissions, dir_unsafe));
+      name_from_file(records_.back());
       continue;
     }
     scan_file(file);
@@ -145,9 +244,31 @@ void Registry::scan_file(const fs::path& file) {
     std::error_code ec;
     if (fs::equivalent(r.path, file, ec)) return;
   }
-  if (world_writable(file)) {
-    records_.push_back(refused_file(file, Refusal::unsafe_permissions,
-                                    "file is world-writable; anyone could replace the plugin"));
+  std::error_code exists_ec;
+  if (!fs::exists(file, exists_ec)) {
+    records_.push_back(refused_file(
+        file, Refusal::not_a_plugin,
+        "cannot be read: " +
+            (exists_ec ? exists_ec.message() : std::string("a symbolic link to nothing"))));
+    return;
+  }
+  // The file itself (stat follows a symbolic link to it) and, for a link, the folder of the file
+  // it points to: whoever may write there may replace what is loaded.
+  std::string unsafe = unsafe_reason(file, "file");
+  std::error_code link_ec;
+  if (unsafe.empty() && fs::is_symlink(file, link_ec)) {
+    const fs::path target = fs::canonical(file, link_ec);
+    if (link_ec) {
+      unsafe = "file is a symbolic link that cannot be resolved: " + link_ec.message();
+    } else {
+      unsafe = unsafe_reason(target.parent_path(), "folder " + target.parent_path().string() +
+                                                       " (of the link's target " + target.string() +
+                                                       ")");
+    }
+  }
+  if (!unsafe.empty()) {
+    records_.push_back(refused_file(file, Refusal::unsafe_permissions, unsafe));
+    name_from_file(records_.back());
     return;
   }
   if (!is_elf(file)) {

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -39,7 +40,20 @@ std::string reason(const char* stb_reason) {
   const std::string text = stb_reason != nullptr ? stb_reason : "unknown error";
   if (text == "unknown image type") return "not a PNG or JPEG file";
   if (text == "outofdata") return "the file ends early (truncated)";
-  return text + " (the file is corrupt, truncated, or a variant stb_image does not read)";
+  // Some reasons quote bytes of the file ("XXXX PNG chunk not known"): escaped, so that the
+  // message stays one line.
+  std::string shown;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte < 0x7f) {
+      shown += c;
+    } else {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+      shown += escaped;
+    }
+  }
+  return shown + " (the file is corrupt, truncated, or a variant stb_image does not read)";
 }
 
 /// For one output coordinate: the first input index and the normalised weights from there on.
@@ -68,6 +82,79 @@ std::vector<Taps> triangle_taps(int64_t in, int64_t out) {
     for (const double v : w) t.weights.push_back(static_cast<float>(v / sum));
   }
   return taps;
+}
+
+/// stb_image as Debian 12 ships it (git 2022-09-08) trusts the code counts of a JPEG Huffman
+/// table: a DHT segment declaring more than 256 codes makes it write past its tables
+/// (nothings/stb#1289, fixed upstream by refusing such a table). The same refusal here, before
+/// stb_image sees the file: the markers are walked as stb_image walks them (segments by their
+/// lengths, scan data byte by byte up to the next marker) and every Huffman table is checked.
+void check_jpeg_huffman_tables(const std::string& path, const std::vector<uint8_t>& bytes) {
+  const size_t size = bytes.size();
+  // SOI: FF D8, where stb_image, as for any marker, takes any number of FF fill bytes for the FF.
+  size_t soi = 0;
+  while (soi < size && bytes[soi] == 0xFF) ++soi;
+  if (soi == 0 || soi >= size || bytes[soi] != 0xD8) return;  // not a JPEG
+  // stb_image reads zeros past the end of the data.
+  const auto at = [&](size_t i) -> size_t { return i < size ? bytes[i] : 0; };
+  size_t pos = soi + 1;
+  while (pos + 1 < size) {
+    const uint8_t marker = bytes[pos + 1];
+    if (bytes[pos] != 0xFF || marker == 0xFF) {
+      ++pos;  // scan data, padding or a fill byte: on to the next marker
+      continue;
+    }
+    if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {
+      pos += 2;  // a stuffed zero, TEM, a restart marker or SOI: no length follows
+      continue;
+    }
+    if (marker == 0xD9) return;  // end of image
+    const size_t length = (at(pos + 2) << 8) | at(pos + 3);
+    if (marker == 0xC4) {
+      // One or more tables: a class/id byte, 16 code counts, then that many symbols.
+      int64_t left = static_cast<int64_t>(length) - 2;
+      size_t table = pos + 4;
+      while (left > 0) {
+        size_t codes = 0;
+        for (size_t i = 1; i <= 16; ++i) codes += at(table + i);
+        if (codes > 256) {
+          throw Error(path + ": cannot decode image: the JPEG Huffman table at byte " +
+                      std::to_string(table) + " declares " + std::to_string(codes) +
+                      " codes, more than 256 (the file is corrupt)");
+        }
+        table += 17 + codes;
+        left -= static_cast<int64_t>(17 + codes);
+      }
+    }
+    pos += 2 + length;
+  }
+}
+
+/// stb_image allocates room for a PNG data chunk (IDAT) of the length its header declares before
+/// reading it: a 100-byte file declaring a 2 GB chunk makes it allocate 2 GB, only to find the data
+/// missing. Every chunk's declared length is checked against the bytes left in the file first.
+void check_png_chunks(const std::string& path, const std::vector<uint8_t>& bytes) {
+  static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  const size_t size = bytes.size();
+  if (size < sizeof kSignature || std::memcmp(bytes.data(), kSignature, sizeof kSignature) != 0) {
+    return;  // not a PNG
+  }
+  size_t pos = sizeof kSignature;
+  while (size - pos >= 8) {  // a chunk's length and type
+    const uint64_t length = (uint64_t{bytes[pos]} << 24) | (uint64_t{bytes[pos + 1]} << 16) |
+                            (uint64_t{bytes[pos + 2]} << 8) | uint64_t{bytes[pos + 3]};
+    const std::string type(reinterpret_cast<const char*>(bytes.data() + pos + 4), 4);
+    const uint64_t left = size - pos - 8;
+    if (length > left) {
+      std::string shown;
+      for (const char c : type) shown += (c >= 'A' && c <= 'z') ? c : '?';
+      throw Error(path + ": cannot decode image: the file ends early (truncated): its PNG chunk '" +
+                  shown + "' at byte " + std::to_string(pos) + " declares " +
+                  std::to_string(length) + " bytes, only " + std::to_string(left) + " follow");
+    }
+    if (type == "IEND") return;
+    pos += 8 + static_cast<size_t>(length) + std::min<uint64_t>(4, left - length);  // + its CRC
+  }
 }
 
 }  // namespace
@@ -101,6 +188,8 @@ DecodedImage decode_image(const std::string& path, const std::vector<uint8_t>& b
                 " bytes is larger than an image file can be here (2 GiB)");
   }
   const int length = static_cast<int>(bytes.size());
+  check_jpeg_huffman_tables(path, bytes);
+  check_png_chunks(path, bytes);
 
   int width = 0;
   int height = 0;

@@ -61,7 +61,8 @@ struct Preamble {
 
 Preamble read_preamble(const std::string& path, const uint8_t* bytes, uint64_t size) {
   const uint64_t magic_got = std::min<uint64_t>(size, sizeof kMagic);
-  if (std::memcmp(bytes, kMagic, magic_got) != 0) {
+  // An empty file may come with no buffer at all: memcmp must not see a null pointer.
+  if (magic_got > 0 && std::memcmp(bytes, kMagic, magic_got) != 0) {
     fail_at(path, 0,
             "bad magic \"" +
                 printable(std::string_view(reinterpret_cast<const char*>(bytes),

@@ -82,6 +82,24 @@ int64_t count(const fs::path& db_file, const std::string& where) {
   return std::stoll(query(db_file, "SELECT count(*) FROM runs WHERE " + where)[0][0]);
 }
 
+/// count() for a database another process may still be creating: -1 until its runs table exists
+/// (the file appears before the schema is committed).
+int64_t count_while_starting(const fs::path& db_file, const std::string& where) {
+  sqlite3* db = nullptr;
+  int64_t n = -1;
+  if (sqlite3_open_v2(db_file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* stmt = nullptr;
+    const std::string sql = "SELECT count(*) FROM runs WHERE " + where;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK && sqlite3_step(stmt) == SQLITE_ROW) {
+      n = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  return n;
+}
+
 }  // namespace
 
 TEST_CASE("a tiny study with a generator and anomaly runs writes a report whose numbers are its database's", "[study]") {
@@ -196,7 +214,8 @@ seed = [0, 1, 2, 3]
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (fs::exists(db) && count(db, "status = 'done'") >= 1 && count(db, "status = 'running'") >= 1) {
+    if (fs::exists(db) && count_while_starting(db, "status = 'done'") >= 1 &&
+        count_while_starting(db, "status = 'running'") >= 1) {
       kill(pid, SIGKILL);
       killed = true;
       break;

@@ -585,6 +585,178 @@ TEST_CASE("every plugin in a world-writable folder is refused without being load
   CHECK(record_of(accepted, kGoodBackend).ok());
 }
 
+TEST_CASE("a group-writable plugin file or folder is refused without being loaded", "[loader]") {
+  SECTION("the file") {
+    const TempDir dir("group-file");
+    const fs::path copy = dir.copy_fixture(kGoodGenerator);
+    set_mode(copy, 0775);  // g+w
+
+    const Registry refused({dir.path()});
+    const PluginRecord& record = record_of(refused, kGoodGenerator);
+    CHECK(record.refusal == Refusal::unsafe_permissions);
+    CHECK_THAT(record.message, Contains("file is group-writable (mode 0775)"));
+    CHECK(record.library == nullptr);
+    CHECK(record.descriptor == nullptr);
+    CHECK_FALSE(is_loaded(copy));
+
+    set_mode(copy, 0755);
+    CHECK(record_of(Registry({dir.path()}), kGoodGenerator).ok());
+  }
+
+  SECTION("the folder") {
+    const TempDir dir("group-folder");
+    const fs::path copy = dir.copy_fixture(kGoodModel);
+    set_mode(dir.path(), 0775);
+
+    const Registry refused({dir.path()});
+    const PluginRecord& record = record_of(refused, kGoodModel);
+    CHECK(record.refusal == Refusal::unsafe_permissions);
+    CHECK_THAT(record.message,
+               Contains("folder " + dir.path().string() + " is group-writable (mode 0775)"));
+    CHECK_FALSE(is_loaded(copy));
+
+    set_mode(dir.path(), 0755);
+    CHECK(record_of(Registry({dir.path()}), kGoodModel).ok());
+  }
+
+  SECTION("a sticky world-writable folder (like /tmp) is refused too: anyone may add files") {
+    const TempDir dir("sticky-folder");
+    dir.copy_fixture(kGoodModel);
+    set_mode(dir.path(), 01777);
+    const Registry registry({dir.path()});
+    const PluginRecord& record = record_of(registry, kGoodModel);
+    CHECK(record.refusal == Refusal::unsafe_permissions);
+    CHECK_THAT(record.message, Contains("is world-writable (mode 1777)"));
+  }
+}
+
+TEST_CASE("asking for a plugin refused for its permissions says why", "[loader]") {
+  const TempDir dir("requested");
+  const fs::path copy = dir.copy_fixture(kGoodGenerator);
+  set_mode(copy, 0766);  // g+w and o+w
+
+  const Registry registry({dir.path()});
+  const PluginRecord& record = record_of(registry, kGoodGenerator);
+  // The kind and name come from the file name: the file itself was never opened.
+  CHECK(record.kind == VL_PLUGIN_KIND_GENERATOR);
+  CHECK(record.name == "fixture-gen");
+  CHECK(record.version.empty());
+  CHECK(record.descriptor == nullptr);
+
+  const auto error =
+      plugin_error_from([&] { registry.find(VL_PLUGIN_KIND_GENERATOR, "fixture-gen"); });
+  REQUIRE(error);
+  CHECK(error->refusal() == Refusal::unsafe_permissions);
+  CHECK_THAT(error->what(), Contains("generator plugin 'fixture-gen' (" + copy.string() + ")"));
+  CHECK_THAT(error->what(), Contains("was refused: unsafe_permissions: file is world-writable"));
+  // create() goes through find(): nothing is created from the unsafe file.
+  const auto create_error =
+      plugin_error_from([&] { registry.create<vaelab::Generator>("fixture-gen", ""); });
+  REQUIRE(create_error);
+  CHECK(create_error->refusal() == Refusal::unsafe_permissions);
+  CHECK_FALSE(is_loaded(copy));
+
+  // A data source's kind is two words in the file name.
+  const TempDir other("requested-two-words");
+  other.copy_fixture(kGoodDataSource);
+  set_mode(other.path(), 0777);
+  const Registry folder_refused({other.path()});
+  const PluginRecord& source = record_of(folder_refused, kGoodDataSource);
+  CHECK(source.kind == VL_PLUGIN_KIND_DATA_SOURCE);
+  CHECK(source.name == "fixture-images");
+  const auto source_error =
+      plugin_error_from([&] { folder_refused.find(VL_PLUGIN_KIND_DATA_SOURCE, "fixture-images"); });
+  REQUIRE(source_error);
+  CHECK(source_error->refusal() == Refusal::unsafe_permissions);
+  CHECK_THAT(source_error->what(),
+             Contains("folder " + other.path().string() + " is world-writable"));
+}
+
+TEST_CASE("a plugin owned by a user who is neither root nor the current user is refused",
+          "[loader]") {
+  if (::geteuid() != 0) {
+    WARN("skipped: giving a file to another user (chown) needs root, and this test runs as uid "
+         << ::geteuid());
+    return;
+  }
+  constexpr uid_t kOtherUid = 4242;  // any uid other than root's and ours
+  const auto chown_to = [](const fs::path& p, uid_t uid) {
+    REQUIRE(::chown(p.c_str(), uid, static_cast<gid_t>(-1)) == 0);
+  };
+
+  SECTION("the file") {
+    const TempDir dir("owner-file");
+    const fs::path copy = dir.copy_fixture(kGoodBackend);
+    chown_to(copy, kOtherUid);
+    const Registry registry({dir.path()});
+    const PluginRecord& record = record_of(registry, kGoodBackend);
+    CHECK(record.refusal == Refusal::unsafe_permissions);
+    CHECK_THAT(record.message, Contains("file is owned by uid 4242"));
+    CHECK_THAT(record.message, Contains("neither root nor the user running vaelab (uid 0"));
+    CHECK_FALSE(is_loaded(copy));
+
+    chown_to(copy, 0);  // back to root: accepted
+    CHECK(record_of(Registry({dir.path()}), kGoodBackend).ok());
+  }
+
+  SECTION("the folder") {
+    const TempDir dir("owner-folder");
+    dir.copy_fixture(kGoodBackend);
+    chown_to(dir.path(), kOtherUid);
+    const Registry registry({dir.path()});
+    const PluginRecord& record = record_of(registry, kGoodBackend);
+    CHECK(record.refusal == Refusal::unsafe_permissions);
+    CHECK_THAT(record.message, Contains("folder " + dir.path().string() + " is owned by uid 4242"));
+    const auto error =
+        plugin_error_from([&] { registry.find(VL_PLUGIN_KIND_BACKEND, "fixture-cpu"); });
+    REQUIRE(error);
+    CHECK_THAT(error->what(), Contains("was refused: unsafe_permissions: folder"));
+    chown_to(dir.path(), 0);
+  }
+}
+
+TEST_CASE("a symbolic link is judged by the file it points to and that file's folder", "[loader]") {
+  const TempDir links("links");
+  const TempDir targets("link-targets");
+  const fs::path target = targets.copy_fixture(kGoodGenerator);
+  const fs::path link = links.path() / kGoodGenerator;
+  fs::create_symlink(target, link);
+
+  SECTION("a safe target is accepted, and the record keeps the link's path") {
+    const Registry registry({links.path()});
+    const PluginRecord& record = record_of(registry, kGoodGenerator);
+    CHECK(record.ok());
+    CHECK(record.path == link);
+  }
+
+  SECTION("a target in a group-writable folder is refused, naming that folder") {
+    set_mode(targets.path(), 0775);
+    const Registry registry({links.path()});
+    const PluginRecord& record = record_of(registry, kGoodGenerator);
+    CHECK(record.refusal == Refusal::unsafe_permissions);
+    CHECK_THAT(record.message,
+               Contains("folder " + targets.path().string() + " (of the link's target " +
+                        target.string() + ") is group-writable"));
+    CHECK_FALSE(is_loaded(target));
+  }
+
+  SECTION("a world-writable target file is refused") {
+    set_mode(target, 0757);
+    const Registry registry({links.path()});
+    const PluginRecord& record = record_of(registry, kGoodGenerator);
+    CHECK(record.refusal == Refusal::unsafe_permissions);
+    CHECK_THAT(record.message, Contains("file is world-writable"));
+  }
+
+  SECTION("a link to nothing is not a plugin") {
+    fs::remove(target);
+    const Registry registry({links.path()});
+    const PluginRecord& record = record_of(registry, kGoodGenerator);
+    CHECK(record.refusal == Refusal::not_a_plugin);
+    CHECK_THAT(record.message, Contains("cannot be read"));
+  }
+}
+
 // ---- Finding plugins ----------------------------------------------------------------------------
 
 TEST_CASE("find() for an unknown name lists what is available and suggests a close name",
@@ -638,5 +810,100 @@ TEST_CASE("the search path: config paths, VAELAB_PLUGIN_PATH, next to the execut
     CHECK(dirs.front() == "/a");
     CHECK(dirs.back() == install_dir);
     CHECK(dirs == std::vector<fs::path>{"/a", "/env1", "/env2", beside_exe, install_dir});
+  }
+}
+
+namespace {
+
+/// Changes the working directory for one scope.
+class CwdGuard {
+ public:
+  explicit CwdGuard(const fs::path& dir) : old_(fs::current_path()) { fs::current_path(dir); }
+  ~CwdGuard() { fs::current_path(old_); }
+  CwdGuard(const CwdGuard&) = delete;
+  CwdGuard& operator=(const CwdGuard&) = delete;
+
+ private:
+  fs::path old_;
+};
+
+template <class Call>
+std::optional<std::string> error_from(Call&& call) {
+  try {
+    call();
+  } catch (const vaelab::Error& e) {
+    return std::string(e.what());
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+TEST_CASE("plugins are never searched relative to the current directory", "[loader]") {
+  const fs::path beside_exe = fs::weakly_canonical(VAELAB_TEST_PLUGIN_DIR);
+  const fs::path install_dir = fs::weakly_canonical(VAELAB_PLUGIN_INSTALL_DIR);
+  const EnvGuard no_env("VAELAB_PLUGIN_PATH", std::nullopt);
+  // A folder holding a good plugin, made the current directory.
+  const TempDir cwd("cwd");
+  fs::create_directories(cwd.path() / "plugins");
+  set_mode(cwd.path() / "plugins", 0755);
+  cwd.copy_fixture(kGoodGenerator);
+  cwd.copy_fixture(kGoodGenerator, "plugins/" + kGoodGenerator);
+  const CwdGuard in_cwd(cwd.path());
+
+  SECTION("the default search path does not hold the current directory") {
+    const auto dirs = Registry::search_path({});
+    CHECK(dirs == std::vector<fs::path>{beside_exe, install_dir});
+    const Registry registry(dirs);
+    for (const auto& record : registry.records()) {
+      INFO(record.path);
+      CHECK(record.path.parent_path() != cwd.path());
+    }
+    const auto error =
+        plugin_error_from([&] { registry.find(VL_PLUGIN_KIND_GENERATOR, "fixture-gen"); });
+    REQUIRE(error);
+    CHECK_THAT(error->what(), Contains("no generator plugin named 'fixture-gen'"));
+  }
+
+  SECTION("a relative [plugins].paths entry is resolved against the config file's folder") {
+    const TempDir config_dir("config");
+    const auto dirs = Registry::search_path({"plugins", "", "../x/./y"}, config_dir.path());
+    REQUIRE(dirs.size() == 4);
+    CHECK(dirs[0] == config_dir.path() / "plugins");
+    CHECK(dirs[1] == (config_dir.path().parent_path() / "x" / "y"));
+    CHECK(dirs[2] == beside_exe);
+    // The config folder has no plugins/ folder: the one in the current directory is not used.
+    const Registry registry(dirs);
+    CHECK_THROWS_AS(registry.find(VL_PLUGIN_KIND_GENERATOR, "fixture-gen"), PluginError);
+  }
+
+  SECTION("a relative config folder is made absolute once, from the current directory") {
+    const auto dirs = Registry::search_path({"plugins"}, fs::path("."));
+    REQUIRE(!dirs.empty());
+    CHECK(dirs.front().is_absolute());
+    CHECK(dirs.front() == fs::weakly_canonical(cwd.path() / "plugins"));
+    CHECK(record_of(Registry(dirs), kGoodGenerator).ok());
+  }
+
+  SECTION("a relative [plugins].paths entry without a config folder is refused") {
+    const auto error = error_from([] { Registry::search_path({"/abs", "plugins"}); });
+    REQUIRE(error);
+    CHECK_THAT(*error, Contains("plugins.paths[1]: 'plugins' is a relative folder"));
+    CHECK_THAT(*error, Contains("never searched relative to the current directory"));
+    CHECK_THROWS_AS(Registry::search_path({"plugins"}), vaelab::ConfigError);
+  }
+
+  SECTION("a relative VAELAB_PLUGIN_PATH entry is refused, naming it") {
+    const EnvGuard env("VAELAB_PLUGIN_PATH", std::string("/abs:plugins"));
+    const auto error = error_from([] { Registry::search_path({}); });
+    REQUIRE(error);
+    CHECK_THAT(*error, Contains("VAELAB_PLUGIN_PATH: 'plugins' is a relative folder"));
+  }
+
+  SECTION("the registry itself refuses a relative folder") {
+    const auto error = error_from([] { Registry registry({fs::path("plugins")}); });
+    REQUIRE(error);
+    CHECK_THAT(*error, Contains("plugin folder 'plugins' is relative"));
+    CHECK_THROWS_AS(Registry({fs::path()}), vaelab::Error);
   }
 }

@@ -22,7 +22,8 @@ enum class Refusal {
   fingerprint_mismatch,  ///< built with another compiler / C++ ABI / LibTorch / layout flags
   create_failed,         ///< create() returned an error (the message is the plugin's)
   duplicate_name,        ///< a plugin of the same kind and name was found earlier in the path
-  unsafe_permissions,    ///< the file or its folder is world-writable
+  unsafe_permissions,    ///< the file or its folder is writable by group or others, or owned by
+                         ///< a user who is neither root nor the one running vaelab
 };
 
 /// "ok", "not_a_plugin", "abi_major_mismatch", ... (the words `vaelab plugins --json` prints).
@@ -30,7 +31,10 @@ std::string_view refusal_name(Refusal refusal) noexcept;
 
 /// A plugin the registry found: one descriptor of one library, or one refused file.
 struct PluginRecord {
-  std::string name;  ///< empty when the file was refused before its descriptors could be read
+  /// Empty when the file was refused before its descriptors could be read, except for
+  /// unsafe_permissions: then the kind and name its file name gives (libvaelab-<kind>-<name>.so),
+  /// so that asking for the plugin says why it was refused.
+  std::string name;
   vl_plugin_kind kind = VL_PLUGIN_KIND_INVALID;
   std::string version;
   std::string abi;  ///< "major.minor" as the plugin declares it
@@ -78,11 +82,27 @@ using PluginPtr = std::unique_ptr<Interface, PluginDeleter<Interface>>;
 class Registry {
  public:
   /// Scans `search_dirs` in order for files named libvaelab-*.so. Missing folders are skipped.
+  ///
+  /// A file is loaded only when it is safe: the search folder, the file (the file a symbolic link
+  /// points to) and that file's own folder must be writable by their owner only (no group or
+  /// others write bit) and owned by root or by the user running vaelab. Anything else is refused
+  /// as unsafe_permissions, saying which of these is wrong, before any of its code runs.
+  /// Throws Error for a relative folder: the registry never searches the current directory.
   explicit Registry(std::vector<std::filesystem::path> search_dirs);
 
   /// The search order: `config_paths` (the config's [plugins].paths), then VAELAB_PLUGIN_PATH
   /// (colon-separated), then <folder of the executable>/../lib/vaelab/plugins, then the install
-  /// folder.
+  /// folder. Plugins are never looked for in the current directory: a relative entry of
+  /// `config_paths` is resolved against `config_dir` (the folder of the config file that names it;
+  /// a relative `config_dir` is taken from the current directory once, explicitly), and a relative
+  /// entry of VAELAB_PLUGIN_PATH is an error. Empty entries are skipped.
+  ///
+  /// Throws ConfigError naming a relative `config_paths` entry when `config_dir` is empty, and
+  /// Error naming a relative VAELAB_PLUGIN_PATH entry.
+  static std::vector<std::filesystem::path> search_path(
+      const std::vector<std::string>& config_paths, const std::filesystem::path& config_dir);
+
+  /// search_path() without a config folder: every entry of `config_paths` must be absolute.
   static std::vector<std::filesystem::path> search_path(
       const std::vector<std::string>& config_paths);
 

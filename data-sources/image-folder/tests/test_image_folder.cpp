@@ -541,3 +541,98 @@ TEST_CASE("the image-folder plugin loads through the registry and opens a folder
   REQUIRE_THROWS_WITH(registry.create<vaelab::DataSource>("image-folder", config("channels = 4\n")),
                       Catch::Contains("channels"));
 }
+
+// ---- Found by fuzzing (fuzz/fuzz_image.cpp)
+// ------------------------------------------------------
+
+TEST_CASE("a JPEG Huffman table of more than 256 codes is refused before stb_image reads it",
+          "[image-folder][fuzz]") {
+  // Debian's stb_image (2022-09-08) writes past its Huffman tables for such a table
+  // (nothings/stb#1289); the decoder refuses it first, wherever the table is in the file.
+  using vaelab::plugins::image_folder::decode_image;
+  // SOI, then a DHT segment of one table: class/id 0x00 and code counts summing to 365.
+  std::vector<uint8_t> header_table = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x13, 0x00};
+  for (int i = 0; i < 14; ++i) header_table.push_back(0);
+  header_table.push_back(255);
+  header_table.push_back(110);
+  REQUIRE_THROWS_WITH(decode_image("bad.jpg", header_table, 3, 1 << 20),
+                      "bad.jpg: cannot decode image: the JPEG Huffman table at byte 6 declares 365 "
+                      "codes, more than 256 (the file is corrupt)");
+
+  // stb_image takes fill bytes (FF) before SOI as part of its marker: still a JPEG to it.
+  std::vector<uint8_t> filled = header_table;
+  filled.insert(filled.begin(), 3, uint8_t{0xFF});
+  REQUIRE_THROWS_WITH(decode_image("filled.jpg", filled, 3, 1 << 20),
+                      Catch::StartsWith("filled.jpg: cannot decode image: the JPEG Huffman table "
+                                        "at byte 9 declares 365 codes"));
+
+  // The same table after the scan data of a good JPEG, where a progressive JPEG puts its next
+  // tables: found by walking past the entropy-coded bytes.
+  TempDir dir;
+  const std::vector<uint8_t> good =
+      read_bytes(write_jpg(dir.file("good.jpg"), picture(16, 16, 3, 7)));
+  REQUIRE(good.size() > 4);
+  REQUIRE(good[good.size() - 2] == 0xFF);
+  REQUIRE(good[good.size() - 1] == 0xD9);  // EOI
+  CHECK(decode_image("good.jpg", good, 3, 1 << 20).width == 16);
+  std::vector<uint8_t> late(good.begin(), good.end() - 2);
+  const size_t table_at = late.size() + 4;
+  late.insert(late.end(), header_table.begin() + 2, header_table.end());
+  late.push_back(0xFF);
+  late.push_back(0xD9);
+  REQUIRE_THROWS_WITH(decode_image("late.jpg", late, 1, 1 << 20),
+                      Catch::StartsWith("late.jpg: cannot decode image: the JPEG Huffman table at "
+                                        "byte " +
+                                        std::to_string(table_at) + " declares 365"));
+
+  // Exactly 256 codes is a table stb_image may read (and refuse for its own reasons).
+  std::vector<uint8_t> full = header_table;
+  full[full.size() - 1] = 1;  // 255 + 1
+  try {
+    (void)decode_image("full.jpg", full, 3, 1 << 20);
+  } catch (const vaelab::Error& e) {
+    CHECK_THAT(e.what(), !Catch::Contains("more than 256"));
+  }
+}
+
+TEST_CASE("a decoder message quoting bytes of the file stays one line", "[image-folder][fuzz]") {
+  // stb_image names an unknown critical PNG chunk by its four type bytes, as they are: a newline
+  // among them split the error in two (found by fuzz-image).
+  using vaelab::plugins::image_folder::decode_image;
+  TempDir dir;
+  std::vector<uint8_t> png = read_bytes(write_png(dir.file("good.png"), picture(4, 3, 3, 0)));
+  // After the signature (8 bytes) and IHDR (25): an empty chunk of type "\n111" (critical: bit 5
+  // of its first byte is clear), with a checksum stb_image does not check.
+  const std::vector<uint8_t> chunk = {0, 0, 0, 0, '\n', '1', '1', '1', 0, 0, 0, 0};
+  png.insert(png.begin() + 33, chunk.begin(), chunk.end());
+  try {
+    (void)decode_image("chunk.png", png, 3, 1 << 20);
+    FAIL("decoded");
+  } catch (const vaelab::Error& e) {
+    const std::string message = e.what();
+    CHECK(message.find('\n') == std::string::npos);
+    CHECK_THAT(message, Catch::StartsWith("chunk.png: cannot decode image: \\x0a111 PNG chunk "
+                                          "not known"));
+  }
+}
+
+TEST_CASE("a PNG chunk longer than the file is refused before stb_image allocates it",
+          "[image-folder][fuzz]") {
+  // stb_image allocated the length an IDAT chunk declares before reading it: a 97-byte file made
+  // it ask for 1.9 GB (found by fuzz-image, as an allocation over the fuzzer's limit).
+  using vaelab::plugins::image_folder::decode_image;
+  TempDir dir;
+  const std::vector<uint8_t> good =
+      read_bytes(write_png(dir.file("good.png"), picture(5, 5, 3, 1)));
+  // The first chunk after IHDR (signature 8 bytes, IHDR 25) is the first IDAT of stb_image_write.
+  REQUIRE(std::string(good.begin() + 37, good.begin() + 41) == "IDAT");
+  std::vector<uint8_t> huge = good;
+  huge[33] = 0x74;  // its length: 0x74?????? bytes, about 1.9 GB
+  const size_t left = good.size() - 33 - 8;
+  REQUIRE_THROWS_WITH(decode_image("huge.png", huge, 3, 1 << 20),
+                      Catch::StartsWith("huge.png: cannot decode image: the file ends early "
+                                        "(truncated): its PNG chunk 'IDAT' at byte 33 declares ") &&
+                          Catch::EndsWith(" bytes, only " + std::to_string(left) + " follow"));
+  // A chunk that ends exactly at the end of the file is read (and this one is whole).
+  CHECK(decode_image("good.png", good, 3, 1 << 20).width == 5);
+}

@@ -635,3 +635,18 @@ TEST_CASE("the npy plugin loads through the registry and opens arrays", "[npy][p
   REQUIRE_THROWS_WITH(registry.create<vaelab::DataSource>("npy", config("test_labels = 'y.npy'\n")),
                       Catch::Contains("train_labels"));
 }
+
+// ---- Found by fuzzing (fuzz/fuzz_npy.cpp)
+// --------------------------------------------------------
+
+TEST_CASE("an empty file is refused without handing memcmp a null buffer", "[npy][fuzz]") {
+  // An empty file reads into an empty buffer, whose data() may be null: the magic check compared
+  // 0 bytes at a null pointer (undefined behaviour, reported by UBSan).
+  REQUIRE_THROWS_WITH(vaelab::plugins::npy::parse_npy_header("empty.npy", nullptr, 0),
+                      Catch::Contains("empty.npy: byte 0: file ends after 0 bytes"));
+  TempDir dir;
+  const std::string empty = write_file(dir.file("empty.npy"), {});
+  REQUIRE_THROWS_WITH(
+      read_npy(empty, kMaxBytes),
+      Catch::Contains(empty + ": byte 0: file ends after 0 bytes, inside the magic"));
+}
