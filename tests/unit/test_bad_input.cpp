@@ -48,3 +48,27 @@ TEST_CASE("a study file's parse error is one line even when toml++ quotes a newl
   CHECK(message.find('\n') == std::string::npos);
   CHECK_THAT(message, Contains("/nonexistent/study.toml:4:") && Contains("saw 'i\\n'"));
 }
+
+TEST_CASE("a study whose grid multiplies to more runs than a study may hold is refused before expanding",
+          "[study][fuzz]") {
+  // fuzz-study: 189 bytes, seven axes of eight values: 2,097,152 runs, a hang, then memory
+  // exhaustion (fuzz/regressions/study/two-million-runs.toml).
+  std::string text = "[grid]\n";
+  for (const char* key : {"a.b", "c.d", "e.f", "g.h", "i.j", "k.l", "m.n"}) {
+    text += std::string("\"") + key + "\" = [0,1,2,3,4,5,6,7]\n";
+  }
+  const std::string message = expansion_error(text);
+  CHECK(message.find('\n') == std::string::npos);
+  CHECK_THAT(message, Contains("/nonexistent/study.toml") &&
+                          Contains("8 x 8 x 8 x 8 x 8 x 8 x 8 = 2097152 runs") &&
+                          Contains("more than the 10000"));
+  // 10,000 is allowed: 10 x 10 x 100 expands (labels and all).
+  const auto plan = vaelab::expand_study_text(
+      "[grid]\n\"train.seed\" = [" + [] {
+        std::string v;
+        for (int i = 0; i < 100; ++i) v += (i ? "," : "") + std::to_string(i);
+        return v;
+      }() + "]\n\"data.train_size\" = [1,2,3,4,5,6,7,8,9,10]\n\"train.lr\" = [1,2,3,4,5,6,7,8,9,10]\n",
+      "/nonexistent/study.toml");
+  CHECK(plan.runs.size() == 10000);
+}

@@ -305,7 +305,22 @@ StudyPlan expand_study_text(const std::string& text, const fs::path& origin) {
     }
   }
 
-  // The cross product, the first group varying slowest.
+  // The cross product, the first group varying slowest; its size is checked before anything is
+  // made, so a few short lines that multiply to millions of runs are refused at once.
+  {
+    double total = 1;
+    std::string factors;
+    for (const auto& group : groups) {
+      total *= static_cast<double>(group.size());
+      factors += (factors.empty() ? "" : " x ") + std::to_string(group.size());
+    }
+    if (total > static_cast<double>(kMaxStudyRuns)) {
+      throw ConfigError(origin.string() + ": the study expands to " + factors + " = " +
+                        std::to_string(static_cast<long long>(std::min(total, 9e18))) +
+                        " runs, more than the " + std::to_string(kMaxStudyRuns) +
+                        " a study may hold; split it into smaller studies or fewer values");
+    }
+  }
   std::vector<size_t> index(groups.size(), 0);
   const std::string where = origin.string();
   const auto make_run = [&](const std::vector<const Point*>& points, const std::string& purpose) {

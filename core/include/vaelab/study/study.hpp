@@ -41,6 +41,9 @@ struct StudySettings {
   int64_t anomaly_label = -1;    ///< >= 0: extra runs that hold this class out of training
 };
 
+/// The most runs one study's grid may expand to (before anomaly runs are added).
+constexpr int64_t kMaxStudyRuns = 10000;
+
 /// A study file after expansion.
 struct StudyPlan {
   std::filesystem::path file;
