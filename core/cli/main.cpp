@@ -52,10 +52,15 @@ int main(int argc, char** argv) {
   std::string train_config;
   std::vector<std::string> train_sets;
   std::string train_out;
+  std::string train_resume;
   CLI::App* train = app.add_subcommand("train", "Train and evaluate one run");
-  train->add_option("config", train_config, "run config (TOML)")->required();
+  train->add_option("config", train_config,
+                    "run config (TOML); with --resume optional, and it must then resolve to the run's config");
   train->add_option("--set", train_sets, "override a key: --set train.epochs=5 (repeatable)");
   train->add_option("--out", train_out, "run folder (default runs/<config>-<time>)");
+  train->add_option("--resume", train_resume,
+                    "continue the stopped run in this folder from its last checkpoint, with its own "
+                    "config.toml (docs/checkpoints.md)");
 
   std::string eval_dir;
   bool eval_json = false;
@@ -168,6 +173,18 @@ int main(int argc, char** argv) {
       return vaelab::cli::plugins_list(plugin_paths, plugins_json);
     }
     if (train->parsed()) {
+      if (!train_resume.empty()) {
+        if (!train_out.empty() && train_out != train_resume) {
+          throw vaelab::ConfigError("--out: a resumed run continues in its own folder (--resume " +
+                                    train_resume + "); leave out --out");
+        }
+        const auto dir = vaelab::resume_run(train_resume, train_config, train_sets);
+        std::cout << dir.string() << "\n";
+        return 0;
+      }
+      if (train_config.empty()) {
+        throw vaelab::ConfigError("train: a config file is required (or --resume RUN_DIR)");
+      }
       const auto dir = vaelab::train_run(train_config, train_sets, train_out);
       std::cout << dir.string() << "\n";
       return 0;

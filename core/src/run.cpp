@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <sstream>
 #include <ctime>
 
 #include <nlohmann/json.hpp>
@@ -25,6 +26,7 @@
 #include <vaelab/metrics/iwae.hpp>
 #include <vaelab/model.hpp>
 #include <vaelab/torch_shim.hpp>
+#include <vaelab/train/checkpoint.hpp>
 #include <vaelab/train/trainer.hpp>
 #include <vaelab/train/training_stream.hpp>
 #include <vaelab_core_defaults.h>
@@ -205,6 +207,17 @@ TrainOptions train_options(const RunConfig& config) {
   o.epochs = train.get_int_in("epochs", 1, 1000000);
   o.lr = train.get_double("lr");
   o.eval_every_epochs = config.section("eval").get_int_in("every_epochs", 1, 1000000);
+  const ConfigTable checkpoint = train.sub("checkpoint");
+  o.checkpoint.every_epochs = checkpoint.get_int_in("every_epochs", 0, 1000000);
+  o.checkpoint.every_steps = checkpoint.get_int_in("every_steps", 0, INT64_MAX);
+  o.checkpoint.every_minutes = checkpoint.get_double("every_minutes");
+  if (!(o.checkpoint.every_minutes >= 0)) {
+    throw ConfigError(checkpoint.key_path("every_minutes") + ": must be 0 (off) or more");
+  }
+  const ConfigTable nonfinite = train.sub("nonfinite");
+  o.nonfinite = nonfinite.get_choice("policy", {"stop", "skip"}) == "skip" ? NonfinitePolicy::skip
+                                                                            : NonfinitePolicy::stop;
+  o.max_skips_in_row = nonfinite.get_int_in("max_skips_in_row", 1, 1000000);
   return o;
 }
 
@@ -463,9 +476,11 @@ std::string RunConfig::to_toml() const {
   return out.str();
 }
 
-fs::path train_run(const fs::path& config_file, const std::vector<std::string>& overrides,
-                   const fs::path& out_dir) {
-  const RunConfig config = RunConfig::load(config_file, overrides);
+namespace {
+
+/// `vaelab train` and `vaelab train --resume`: builds the session and the stream from `config`,
+/// then makes the run folder `dir` (new) or reopens it (`resume`), and trains.
+fs::path run_training(const RunConfig& config, const fs::path& dir, const TrainingCheckpoint* resume) {
   const TrainOptions options = train_options(config);
   const ConfigTable train_cfg = config.section("train");
   const std::string regime = train_cfg.get_string("regime");
@@ -516,19 +531,19 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
   auto stream = make_training_stream(inputs, train_cfg);
   const Evaluator evaluator = make_evaluator(config, s);
 
-  // Only now, with everything checked, the run folder is made.
-  const fs::path dir = out_dir.empty() ? default_run_dir(config_file) : out_dir;
-  RunStore store = RunStore::create(dir);
-  store.write_config(config.to_toml());
+  // Only now, with everything checked, the run folder is made (or reopened: its metrics.jsonl is
+  // cut back to the checkpoint's records).
+  RunStore store = resume != nullptr ? RunStore::resume(dir, resume->info["metrics"]) : RunStore::create(dir);
+  if (resume == nullptr) store.write_config(config.to_toml());
   add_log_file(store.log_path());
-  logger().info("run folder {}", dir.string());
+  logger().info("{} {}", resume != nullptr ? "resuming run" : "run folder", dir.string());
   logger().info("model {}: {} parameters ({} in the layers touching z)", config.plugin("model"),
                 s.params_total, s.params_latent_adjacent);
 
   Trainer trainer(*s.model, *s.likelihood, *s.backend, options);
   TrainResult r;
   try {
-    r = trainer.fit(*stream, evaluator, eval_data(s), store);
+    r = trainer.fit(*stream, evaluator, eval_data(s), store, resume);
   } catch (...) {
     remove_log_files();
     throw;
@@ -549,6 +564,10 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
       {"train_seconds", r.train_seconds},
       {"eval_seconds", r.eval_seconds},
       {"train_images_per_second", static_cast<double>(r.images_seen) / std::max(r.train_seconds, 1e-9)},
+      {"nonfinite_skipped_steps", r.nonfinite_skipped_steps},
+      {"checkpoint_seconds", r.checkpoint_seconds},
+      {"checkpoints_written", r.checkpoints_written},
+      {"checkpoint_bytes", r.checkpoint_bytes},
       {"regime", regime},
       {"synthetic_images", synthetic.count},
       {"synthetic_source", synthetic.source},
@@ -571,6 +590,60 @@ fs::path train_run(const fs::path& config_file, const std::vector<std::string>& 
   remove_log_files();
   return dir;
 }
+
+/// The first line where two TOML texts differ, with the [table] it is in.
+std::string first_difference(const std::string& a, const std::string& b) {
+  std::istringstream in_a(a), in_b(b);
+  std::string line_a, line_b, table;
+  while (true) {
+    const bool more_a = static_cast<bool>(std::getline(in_a, line_a));
+    const bool more_b = static_cast<bool>(std::getline(in_b, line_b));
+    if (!more_a && !more_b) return "";
+    if (!more_a) line_a.clear();
+    if (!more_b) line_b.clear();
+    if (line_a != line_b) {
+      return (table.empty() ? "" : "in " + table + ": ") + "the run has '" + line_a + "', the given config '" + line_b + "'";
+    }
+    if (!line_a.empty() && line_a[0] == '[') table = line_a;
+  }
+}
+
+}  // namespace
+
+fs::path train_run(const fs::path& config_file, const std::vector<std::string>& overrides,
+                   const fs::path& out_dir) {
+  const RunConfig config = RunConfig::load(config_file, overrides);
+  return run_training(config, out_dir.empty() ? default_run_dir(config_file) : out_dir, nullptr);
+}
+
+fs::path resume_run(const fs::path& run_dir, const fs::path& config_file,
+                    const std::vector<std::string>& overrides) {
+  const RunStore store = RunStore::open(run_dir);
+  std::error_code ec;
+  if (fs::exists(store.summary_path(), ec)) {
+    throw Error(run_dir.string() + ": the run is finished (" + store.summary_path().string() +
+                " exists); nothing to resume");
+  }
+  const fs::path checkpoint = store.checkpoint_path("last");
+  if (!fs::exists(checkpoint, ec)) {
+    throw Error(run_dir.string() + ": no checkpoint to resume from (" + checkpoint.string() +
+                "): the run stopped before its first one; start it again");
+  }
+  const TrainingCheckpoint state = read_training_checkpoint(checkpoint);
+  const RunConfig config = RunConfig::load(store.config_path(), {});
+  if (!config_file.empty() || !overrides.empty()) {
+    // The run continues with the config it started with; a config given again must resolve to it.
+    const RunConfig given = RunConfig::load(config_file.empty() ? store.config_path() : config_file, overrides);
+    const std::string difference = first_difference(format_toml(config.table()), format_toml(given.table()));
+    if (!difference.empty()) {
+      throw ConfigError("--resume " + run_dir.string() + ": the run continues with its own " +
+                        store.config_path().string() + " and the config given differs (" + difference +
+                        "); leave out the config and --set, or start a new run");
+    }
+  }
+  return run_training(config, run_dir, &state);
+}
+
 
 nlohmann::json eval_run(const fs::path& run_dir, const std::vector<std::string>& metrics) {
   check_metric_names(metrics);

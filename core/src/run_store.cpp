@@ -14,28 +14,68 @@ namespace fs = std::filesystem;
 
 namespace vaelab {
 
-void write_file_atomic(const fs::path& file, const std::string& content) {
+namespace {
+
+fs::path temporary_of(const fs::path& file) { return file.string() + ".tmp"; }
+
+/// Opens the temporary file beside `file` for writing; throws naming it.
+int open_temporary(const fs::path& file) {
   std::error_code ec;
   if (file.has_parent_path()) fs::create_directories(file.parent_path(), ec);
-  const fs::path tmp = file.string() + ".tmp";
+  const fs::path tmp = temporary_of(file);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error(tmp.string() + ": cannot write: " + std::strerror(errno));
+  return fd;
+}
+
+}  // namespace
+
+void check_writable(const fs::path& file) {
+  const int fd = open_temporary(file);
+  ::close(fd);
+  std::error_code ec;
+  fs::remove(temporary_of(file), ec);
+}
+
+void write_file_atomic(const fs::path& file, const std::string& content) {
+  const fs::path tmp = temporary_of(file);
+  const int fd = open_temporary(file);
+  const auto fail = [&](const std::string& message) {
+    ::close(fd);
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw Error(message);
+  };
   size_t written = 0;
   while (written < content.size()) {
     const ssize_t n = ::write(fd, content.data() + written, content.size() - written);
     if (n < 0) {
       if (errno == EINTR) continue;
-      const std::string reason = std::strerror(errno);
-      ::close(fd);
-      throw Error(tmp.string() + ": write failed after " + std::to_string(written) +
-                  " bytes: " + reason);
+      fail(tmp.string() + ": write failed after " + std::to_string(written) + " bytes: " + std::strerror(errno));
     }
     written += static_cast<size_t>(n);
   }
-  ::fsync(fd);
-  ::close(fd);
+  if (::fsync(fd) != 0) fail(tmp.string() + ": cannot flush to disk: " + std::strerror(errno));
+  if (::close(fd) != 0) {
+    const std::string reason = std::strerror(errno);
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw Error(tmp.string() + ": write failed: " + reason);
+  }
+  std::error_code ec;
   fs::rename(tmp, file, ec);
-  if (ec) throw Error(file.string() + ": cannot move the new file into place: " + ec.message());
+  if (ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    throw Error(file.string() + ": cannot move the new file into place: " + ec.message());
+  }
+  // The rename itself is made durable by flushing the folder.
+  const fs::path folder = file.has_parent_path() ? file.parent_path() : fs::path(".");
+  const int dir_fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
 }
 
 RunStore RunStore::create(const fs::path& dir) {
@@ -61,6 +101,18 @@ RunStore RunStore::open(const fs::path& dir) {
     throw Error(dir.string() + ": not a run folder (no config.toml)");
   }
   return RunStore(dir);
+}
+
+RunStore RunStore::resume(const fs::path& dir, const nlohmann::json& records) {
+  RunStore store = open(dir);
+  check_writable(store.checkpoint_path("last"));
+  std::string text;
+  if (!records.is_array()) throw Error(dir.string() + ": the checkpoint's metrics records are not a list");
+  for (const auto& record : records) text += record.dump() + "\n";
+  write_file_atomic(store.metrics_path(), text);
+  store.metrics_.open(store.metrics_path(), std::ios::out | std::ios::app);
+  if (!store.metrics_) throw Error(store.metrics_path().string() + ": cannot open for writing");
+  return store;
 }
 
 void RunStore::write_config(const std::string& toml_text) const {

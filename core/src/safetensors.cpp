@@ -34,6 +34,9 @@ const char* dtype_name(torch::ScalarType type) {
 
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
+/// kTrainingStatePrefix of train/checkpoint.hpp.
+constexpr const char* kTrainingStatePrefixName = "_train.";
+
 }  // namespace
 
 void save_safetensors(const std::filesystem::path& file, const NamedTensors& tensors,
@@ -158,7 +161,12 @@ NamedTensors module_state(const torch::nn::Module& module) {
 
 void load_module_state(torch::nn::Module& module, const NamedTensors& state,
                        const std::string& source) {
-  std::map<std::string, torch::Tensor> by_name(state.begin(), state.end());
+  std::map<std::string, torch::Tensor> by_name;
+  for (const auto& [name, tensor] : state) {
+    // A training checkpoint's optimizer, random and stream state (train/checkpoint.hpp).
+    if (name.rfind(kTrainingStatePrefixName, 0) == 0) continue;
+    by_name.emplace(name, tensor);
+  }
   std::set<std::string> used;
   torch::NoGradGuard no_grad;
   const auto copy_into = [&](const std::string& name, torch::Tensor& target) {

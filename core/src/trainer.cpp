@@ -6,7 +6,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <set>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -15,11 +18,13 @@
 #include <vaelab/io/safetensors.hpp>
 #include <vaelab/log.hpp>
 #include <vaelab/metrics/elbo.hpp>
+#include <vaelab/train/checkpoint.hpp>
 
 namespace vaelab {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
 
 std::string format_duration(double seconds) {
   const auto s = static_cast<int64_t>(seconds);
@@ -67,6 +72,7 @@ class Progress {
   Clock::time_point last_{};
 };
 
+
 }  // namespace
 
 Trainer::Trainer(Model& model, const Likelihood& likelihood, Backend& backend, TrainOptions options)
@@ -74,53 +80,244 @@ Trainer::Trainer(Model& model, const Likelihood& likelihood, Backend& backend, T
   if (options_.epochs < 1) throw ConfigError("train.epochs: must be at least 1");
   if (!(options_.lr > 0)) throw ConfigError("train.lr: must be positive");
   if (options_.eval_every_epochs < 1) throw ConfigError("eval.every_epochs: must be at least 1");
+  if (options_.checkpoint.every_epochs < 0) throw ConfigError("train.checkpoint.every_epochs: must be 0 (off) or more");
+  if (options_.checkpoint.every_steps < 0) throw ConfigError("train.checkpoint.every_steps: must be 0 (off) or more");
+  if (!(options_.checkpoint.every_minutes >= 0)) throw ConfigError("train.checkpoint.every_minutes: must be 0 (off) or more");
+  if (options_.max_skips_in_row < 1) throw ConfigError("train.nonfinite.max_skips_in_row: must be at least 1");
 }
 
 TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, const EvalData& eval,
-                         RunStore& store) {
+                         RunStore& store, const TrainingCheckpoint* resume) {
   const torch::Device device = backend_.device();
   torch::nn::Module& module = model_.module();
+  for (const auto& t : module_state(module)) {
+    if (t.first.rfind(kTrainingStatePrefix, 0) == 0) {
+      throw Error("model tensor '" + t.first + "': names starting with '" + kTrainingStatePrefix +
+                  "' are reserved for the training state in checkpoints");
+    }
+  }
   torch::optim::Adam optimizer(module.parameters(), torch::optim::AdamOptions(options_.lr));
   Progress progress(options_.epochs);
+  const fs::path checkpoint_file = store.checkpoint_path("last");
 
   TrainResult result;
+  nlohmann::json metrics = nlohmann::json::array();  // every record so far, kept in checkpoints
+  int64_t first_epoch = 1;
+  int64_t global_step = 0;
+  int64_t skips_in_row = 0;
+  int64_t resumes = 0;
+  double seconds_before = 0;  // wall seconds of the run before this process
+  bool resume_in_epoch = false;
+  int64_t resume_step = 0;
+  double resume_loss_sum = 0;
+  int64_t resume_images = 0;
+  std::string last_checkpoint_text = "no checkpoint was written yet";
+
+  if (resume != nullptr) {
+    const std::string source = resume->file.string();
+    const nlohmann::json& info = resume->info;
+    if (info["regime"] != stream.regime()) {
+      throw Error(source + ": written by a " + info["regime"].dump() + " run; this run's regime is \"" +
+                  stream.regime() + "\"");
+    }
+    load_module_state(module, resume->model, source);
+    load_adam_state(optimizer, module, resume->state, info["optimizer"], source);
+    StreamState stream_state;
+    const std::string stream_prefix = "stream.";
+    for (const auto& [name, tensor] : resume->state) {
+      if (name.rfind(stream_prefix, 0) == 0) stream_state.tensors[name.substr(stream_prefix.size())] = tensor;
+    }
+    stream_state.values = info["stream"];
+    try {
+      stream.load_state(stream_state);
+    } catch (const Error& e) {
+      throw Error(source + ": " + e.what());
+    }
+    const int64_t epochs_done = info["epochs_done"].get<int64_t>();
+    global_step = info["global_step"].get<int64_t>();
+    result.epochs = epochs_done;
+    result.images_seen = info["images_seen"].get<int64_t>();
+    result.train_seconds = info["train_seconds"].get<double>();
+    result.eval_seconds = info["eval_seconds"].get<double>();
+    result.elbo_trained_on_nats = info["elbo_trained_on_nats"].get<double>();
+    result.nonfinite_skipped_steps = info["nonfinite_skipped_steps"].get<int64_t>();
+    result.last_eval = info["last_eval"];
+    result.resumed_at_step = global_step;
+    skips_in_row = info["skips_in_row"].get<int64_t>();
+    seconds_before = info["seconds"].get<double>();
+    resumes = info["resumes"].get<int64_t>() + 1;
+    metrics = info["metrics"];
+    first_epoch = epochs_done + 1;
+    const nlohmann::json& in_epoch = info["in_epoch"];
+    if (!in_epoch.is_null()) {
+      const std::string where = source + ": training_state.in_epoch: ";
+      if (require_json_key(in_epoch, "epoch", where).get<int64_t>() != epochs_done + 1) {
+        throw Error(where + "epoch " + in_epoch["epoch"].dump() + " does not follow epochs_done " +
+                    std::to_string(epochs_done));
+      }
+      resume_in_epoch = true;
+      resume_step = require_json_key(in_epoch, "step", where).get<int64_t>();
+      resume_loss_sum = require_json_key(in_epoch, "loss_sum", where).get<double>();
+      resume_images = require_json_key(in_epoch, "images", where).get<int64_t>();
+    }
+    if (epochs_done > options_.epochs) {
+      throw Error(source + ": " + std::to_string(epochs_done) + " epochs done, but the run has train.epochs = " +
+                  std::to_string(options_.epochs));
+    }
+    // Last: nothing above may draw from it.
+    at::Generator global = at::detail::getDefaultCPUGenerator();
+    set_generator_state(global, resume->state.at("rng.cpu"));
+    last_checkpoint_text = "the last checkpoint (" + source + ") is unchanged";
+    logger().info("resumed from {}: epoch {}, step {} of the epoch ({} steps, {} images so far)", source,
+                  first_epoch, resume_step, global_step, result.images_seen);
+  }
+
   const auto run_start = Clock::now();
-  for (int64_t epoch = 1; epoch <= options_.epochs; ++epoch) {
+  auto last_checkpoint = Clock::now();
+  // Writes the training checkpoint: `epochs_done` whole epochs, and with `in_epoch` the position in
+  // the next one. Only finite weights are written. Returns the seconds it took.
+  const auto write_checkpoint = [&](int64_t epochs_done, const nlohmann::json& in_epoch,
+                                    double train_seconds) {
+    const auto start = Clock::now();
+    const std::string bad = first_nonfinite_parameter(module);
+    if (!bad.empty()) {
+      progress.break_line();
+      throw Error("training diverged: parameter " + bad + " holds non-finite values after " +
+                  std::to_string(global_step) + " steps; not written to a checkpoint, " +
+                  last_checkpoint_text);
+    }
+    NamedTensors tensors = module_state(module);
+    std::map<std::string, torch::Tensor> state;
+    nlohmann::json info = nlohmann::json::object();
+    nlohmann::json optim_info = nlohmann::json::object();
+    save_adam_state(optimizer, module, state, optim_info);
+    optim_info["lr"] = options_.lr;
+    StreamState stream_state;
+    stream.save_state(stream_state);
+    for (auto& [name, tensor] : stream_state.tensors) state["stream." + name] = tensor;
+    state["rng.cpu"] = generator_state(at::detail::getDefaultCPUGenerator());
+    info["epochs_done"] = epochs_done;
+    info["in_epoch"] = in_epoch;
+    info["global_step"] = global_step;
+    info["images_seen"] = result.images_seen;
+    info["train_seconds"] = train_seconds;
+    info["eval_seconds"] = result.eval_seconds;
+    info["seconds"] = seconds_before + seconds_since(run_start);
+    info["elbo_trained_on_nats"] = result.elbo_trained_on_nats;
+    info["nonfinite_skipped_steps"] = result.nonfinite_skipped_steps;
+    info["skips_in_row"] = skips_in_row;
+    info["metrics"] = metrics;
+    info["last_eval"] = result.last_eval;
+    info["regime"] = stream.regime();
+    info["stream"] = stream_state.values;
+    info["optimizer"] = optim_info;
+    info["resumes"] = resumes;
+    info["epochs"] = options_.epochs;
+    for (auto& [name, tensor] : state) tensors.emplace_back(kTrainingStatePrefix + name, tensor);
+    const int64_t epoch_number = in_epoch.is_null() ? epochs_done : epochs_done + 1;
+    const std::string where = "epoch " + std::to_string(epoch_number) +
+                              (in_epoch.is_null() ? "" : ", step " + in_epoch["step"].dump());
+    try {
+      save_safetensors(checkpoint_file, tensors,
+                       {{"vaelab_checkpoint_version", std::to_string(kCheckpointVersion)},
+                        {"format", "vaelab training checkpoint: model parameters and buffers under "
+                                   "their own names, training state under _train.* (docs/checkpoints.md)"},
+                        {"epoch", std::to_string(epochs_done)},
+                        {"images_seen", std::to_string(result.images_seen)},
+                        {"training_state", info.dump()}});
+    } catch (const Error& e) {
+      progress.break_line();
+      throw Error("checkpoint at " + where + " not written: " + e.what() + "; " + last_checkpoint_text);
+    }
+    last_checkpoint_text = "the last checkpoint (" + checkpoint_file.string() + ", " + where +
+                           ") holds the last good state";
+    std::error_code ec;
+    result.checkpoint_bytes = static_cast<int64_t>(fs::file_size(checkpoint_file, ec));
+    ++result.checkpoints_written;
+    const double seconds = seconds_since(start);
+    result.checkpoint_seconds += seconds;
+    last_checkpoint = Clock::now();
+    logger().debug("checkpoint at {}: {} bytes in {:.1f} ms", where, result.checkpoint_bytes, seconds * 1e3);
+    return seconds;
+  };
+
+  const CheckpointOptions& every = options_.checkpoint;
+  for (int64_t epoch = first_epoch; epoch <= options_.epochs; ++epoch) {
     // ---- one effective epoch of optimizer steps -------------------------------------------
     module.train();
-    stream.begin_epoch(epoch - 1);
-    const auto epoch_start = Clock::now();
     double loss_sum = 0;
-    int64_t epoch_images = 0;
-    torch::Tensor batch;
+    int64_t epoch_images = 0;  // of the steps taken (skipped ones are not in the mean loss)
     int64_t step = 0;
+    if (resume_in_epoch && epoch == first_epoch) {
+      loss_sum = resume_loss_sum;
+      epoch_images = resume_images;
+      step = resume_step;
+    } else {
+      stream.begin_epoch(epoch - 1);
+    }
+    const auto epoch_start = Clock::now();
+    double epoch_checkpoint_seconds = 0;
+    torch::Tensor batch;
     while (stream.next_batch(batch)) {
       const torch::Tensor x = batch.to(device);
       optimizer.zero_grad();
       const ElboTerms terms = elbo_terms(model_, likelihood_, x, 1);
       const torch::Tensor loss = -terms.elbo.mean();
       const double loss_value = loss.item<double>();
-      if (!std::isfinite(loss_value)) {
-        progress.break_line();
-        throw Error("training diverged: non-finite loss at epoch " + std::to_string(epoch) +
-                    ", step " + std::to_string(step) + "; the last checkpoint holds the state of the last evaluation");
-      }
       loss.backward();
-      optimizer.step();
-      ++step;
+      const std::string bad = first_nonfinite_gradient(module);
       const int64_t b = x.size(0);
-      loss_sum += loss_value * static_cast<double>(b);
-      epoch_images += b;
+      ++step;
+      ++global_step;
       result.images_seen += b;
-      const double elapsed = result.train_seconds + seconds_since(epoch_start);
+      if (!std::isfinite(loss_value) || !bad.empty()) {
+        optimizer.zero_grad();
+        std::string what = std::string(std::isfinite(loss_value) ? "non-finite gradient" : "non-finite loss (") +
+                           (std::isfinite(loss_value) ? "" : std::to_string(loss_value) + ")") + " at epoch " +
+                           std::to_string(epoch) + ", step " + std::to_string(step) + " (step " +
+                           std::to_string(global_step) + " of the run)";
+        if (!bad.empty()) what += "; first parameter with a non-finite gradient: " + bad + " (layer " + parameter_layer(bad) + ")";
+        if (options_.nonfinite == NonfinitePolicy::stop) {
+          progress.break_line();
+          throw Error("training diverged: " + what + "; " + last_checkpoint_text +
+                      " (train.nonfinite.policy = \"skip\" skips such steps)");
+        }
+        ++result.nonfinite_skipped_steps;
+        if (++skips_in_row >= options_.max_skips_in_row) {
+          progress.break_line();
+          throw Error("training diverged: " + std::to_string(skips_in_row) +
+                      " steps in a row skipped (train.nonfinite.max_skips_in_row); the last: " + what + "; " +
+                      last_checkpoint_text);
+        }
+        if (result.nonfinite_skipped_steps <= 10 || result.nonfinite_skipped_steps % 100 == 0) {
+          progress.break_line();
+          logger().warn("skipped step {}: {} ({} skipped so far)", global_step, what, result.nonfinite_skipped_steps);
+        }
+      } else {
+        skips_in_row = 0;
+        optimizer.step();
+        loss_sum += loss_value * static_cast<double>(b);
+        epoch_images += b;
+      }
+      const double elapsed = result.train_seconds + seconds_since(epoch_start) - epoch_checkpoint_seconds;
       const double rate = static_cast<double>(result.images_seen) / std::max(elapsed, 1e-9);
       const double remaining_images =
           static_cast<double>(options_.epochs * stream.epoch_size() - result.images_seen);
-      progress.update(epoch, loss_sum / static_cast<double>(epoch_images), rate,
+      progress.update(epoch, loss_sum / static_cast<double>(std::max<int64_t>(epoch_images, 1)), rate,
                       remaining_images / std::max(rate, 1e-9), false);
+      // ---- a checkpoint between steps (mid-epoch) ------------------------------------------
+      const bool steps_due = every.every_steps > 0 && global_step % every.every_steps == 0;
+      const bool time_due = every.every_minutes > 0 && seconds_since(last_checkpoint) >= every.every_minutes * 60;
+      if (steps_due || time_due) {
+        backend_.synchronize();
+        const double train_now = result.train_seconds + seconds_since(epoch_start) - epoch_checkpoint_seconds;
+        epoch_checkpoint_seconds += write_checkpoint(
+            epoch - 1, {{"epoch", epoch}, {"step", step}, {"loss_sum", loss_sum}, {"images", epoch_images}},
+            train_now);
+      }
     }
     backend_.synchronize();
-    result.train_seconds += seconds_since(epoch_start);
+    result.train_seconds += seconds_since(epoch_start) - epoch_checkpoint_seconds;
     result.epochs = epoch;
     result.elbo_trained_on_nats = -loss_sum / static_cast<double>(std::max<int64_t>(epoch_images, 1));
     const double rate = static_cast<double>(result.images_seen) / std::max(result.train_seconds, 1e-9);
@@ -130,7 +327,13 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
 
     // ---- evaluation point: ELBO on the real training set and on the test set, and the
     //      other metrics when due --------------------------------------------------------
-    if (epoch % options_.eval_every_epochs != 0 && epoch != options_.epochs) continue;
+    const bool eval_due = epoch % options_.eval_every_epochs == 0 || epoch == options_.epochs;
+    if (!eval_due) {
+      if (every.every_epochs > 0 && epoch % every.every_epochs == 0) {
+        write_checkpoint(epoch, nullptr, result.train_seconds);
+      }
+      continue;
+    }
     const auto eval_start = Clock::now();
     progress.break_line();
     nlohmann::json record = evaluator.run(evaluator.due(epoch, options_.epochs), eval);
@@ -140,20 +343,19 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
     logger().info("epoch {}: ELBO train {:.2f}  test {:.2f}  gap {:.2f} nats", epoch, train_elbo,
                   test_elbo, train_elbo - test_elbo);
     if (!std::isfinite(train_elbo) || !std::isfinite(test_elbo)) {
-      throw Error("evaluation at epoch " + std::to_string(epoch) + " gave a non-finite ELBO");
+      throw Error("evaluation at epoch " + std::to_string(epoch) + " gave a non-finite ELBO; " +
+                  last_checkpoint_text);
     }
     record["epoch"] = epoch;
     record["images_seen"] = result.images_seen;
     record["elbo_trained_on_nats"] = result.elbo_trained_on_nats;
     record["regime"] = stream.regime();
     record["train_seconds"] = result.train_seconds;
-    record["seconds"] = seconds_since(run_start);
+    record["seconds"] = seconds_before + seconds_since(run_start);
     store.append_metrics(record);
+    metrics.push_back(record);
     result.last_eval = std::move(record);
-    save_safetensors(store.checkpoint_path("last"), module_state(module),
-                     {{"epoch", std::to_string(epoch)},
-                      {"images_seen", std::to_string(result.images_seen)},
-                      {"format", "vaelab model state (parameters and buffers)"}});
+    write_checkpoint(epoch, nullptr, result.train_seconds);
   }
   return result;
 }

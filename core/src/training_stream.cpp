@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -18,7 +19,42 @@ std::string shape_string(at::IntArrayRef shape) {
   return out.str();
 }
 
+/// The first dimension of a saved order must match the data it permutes.
+void check_order(const torch::Tensor& order, int64_t n, const std::string& key) {
+  if (order.dim() != 1 || order.size(0) != n || order.scalar_type() != torch::kInt64) {
+    throw Error("stream state: '" + key + "' is a permutation of " +
+                (order.dim() == 1 ? std::to_string(order.size(0)) : std::string("?")) +
+                " images, but this run's stream has " + std::to_string(n) +
+                " (the checkpoint belongs to another dataset or regime)");
+  }
+}
+
 }  // namespace
+
+const torch::Tensor& StreamState::tensor(const std::string& key) const {
+  const auto it = tensors.find(key);
+  if (it == tensors.end()) throw Error("stream state: missing tensor '" + key + "'");
+  return it->second;
+}
+
+int64_t StreamState::integer(const std::string& key) const {
+  const auto it = values.find(key);
+  if (it == values.end() || !it->is_number_integer()) {
+    throw Error("stream state: missing integer '" + key + "'");
+  }
+  return it->get<int64_t>();
+}
+
+torch::Tensor generator_state(const at::Generator& generator) {
+  at::Generator g = generator;  // a handle to the same generator
+  const std::lock_guard<std::mutex> lock(g.mutex());
+  return g.get_state();
+}
+
+void set_generator_state(at::Generator& generator, const torch::Tensor& state) {
+  const std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
 
 RealDataStream::RealDataStream(torch::Tensor data, int64_t batch_size, uint64_t seed)
     : data_(std::move(data)), batch_size_(batch_size), generator_(shim::make_cpu_generator(seed)) {
@@ -40,6 +76,28 @@ bool RealDataStream::next_batch(torch::Tensor& batch) {
   return true;
 }
 
+void RealDataStream::save_state(StreamState& state, const std::string& prefix) const {
+  state.tensors[prefix + "generator"] = generator_state(generator_);
+  if (order_.defined()) state.tensors[prefix + "order"] = order_.clone();
+  state.values[prefix + "position"] = position_;
+}
+
+void RealDataStream::load_state(const StreamState& state, const std::string& prefix) {
+  set_generator_state(generator_, state.tensor(prefix + "generator"));
+  const auto it = state.tensors.find(prefix + "order");
+  if (it != state.tensors.end()) {
+    check_order(it->second, data_.size(0), prefix + "order");
+    order_ = it->second.clone();
+  } else {
+    order_ = torch::Tensor();
+  }
+  position_ = state.integer(prefix + "position");
+  if (position_ < 0 || position_ > data_.size(0) || (position_ > 0 && !order_.defined())) {
+    throw Error("stream state: '" + prefix + "position' = " + std::to_string(position_) +
+                " is outside this run's " + std::to_string(data_.size(0)) + " images");
+  }
+}
+
 AugmentedStream::AugmentedStream(std::string regime, torch::Tensor data, int64_t batch_size,
                                  uint64_t seed, AugmentSettings settings, PixelGrid grid)
     : regime_(std::move(regime)),
@@ -54,6 +112,16 @@ bool AugmentedStream::next_batch(torch::Tensor& batch) {
   if (!real_.next_batch(real)) return false;
   batch = augment_batch(real, settings_, grid_, generator_);
   return true;
+}
+
+void AugmentedStream::save_state(StreamState& state) const {
+  real_.save_state(state, "real.");
+  state.tensors["augment.generator"] = generator_state(generator_);
+}
+
+void AugmentedStream::load_state(const StreamState& state) {
+  real_.load_state(state, "real.");
+  set_generator_state(generator_, state.tensor("augment.generator"));
 }
 
 CyclingSampler::CyclingSampler(torch::Tensor data, uint64_t seed)
@@ -73,6 +141,28 @@ torch::Tensor CyclingSampler::take(int64_t n) {
   }
   if (parts.empty()) return data_.slice(0, 0, 0);
   return data_.index_select(0, parts.size() == 1 ? parts[0] : torch::cat(parts));
+}
+
+void CyclingSampler::save_state(StreamState& state, const std::string& prefix) const {
+  state.tensors[prefix + "generator"] = generator_state(generator_);
+  if (order_.defined()) state.tensors[prefix + "order"] = order_.clone();
+  state.values[prefix + "position"] = position_;
+}
+
+void CyclingSampler::load_state(const StreamState& state, const std::string& prefix) {
+  set_generator_state(generator_, state.tensor(prefix + "generator"));
+  const auto it = state.tensors.find(prefix + "order");
+  if (it != state.tensors.end()) {
+    check_order(it->second, data_.size(0), prefix + "order");
+    order_ = it->second.clone();
+  } else {
+    order_ = torch::Tensor();
+  }
+  position_ = state.integer(prefix + "position");
+  if (position_ < 0 || position_ > data_.size(0)) {
+    throw Error("stream state: '" + prefix + "position' = " + std::to_string(position_) +
+                " is outside this run's " + std::to_string(data_.size(0)) + " images");
+  }
 }
 
 SyntheticStream::SyntheticStream(std::string regime, torch::Tensor real, torch::Tensor synthetic,
@@ -143,6 +233,7 @@ void SyntheticStream::begin_epoch(int64_t epoch) {
                 std::to_string(synthetic_per_epoch()) + " images of " + shape_string(real_.sample_shape()));
   }
   synthetic_ = std::make_unique<CyclingSampler>(images, seed_ ^ (0x73796e74ULL + static_cast<uint64_t>(epoch)));
+  current_epoch_ = epoch;
   // The next epoch's images are made while this one trains.
   next_ = produce(epoch + 1);
   next_epoch_ = epoch + 1;
@@ -169,6 +260,53 @@ bool SyntheticStream::next_batch(torch::Tensor& batch) {
   real_served_ += n_real;
   position_ = end;
   return true;
+}
+
+void SyntheticStream::save_state(StreamState& state) const {
+  state.values["synthetic.position"] = position_;
+  state.values["synthetic.real_served"] = real_served_;
+  state.values["synthetic.fresh_epoch"] = current_epoch_;
+  real_.save_state(state, "synthetic.real.");
+  if (synthetic_) synthetic_->save_state(state, "synthetic.pool.");
+}
+
+void SyntheticStream::load_state(const StreamState& state) {
+  position_ = state.integer("synthetic.position");
+  real_served_ = state.integer("synthetic.real_served");
+  if (position_ < 0 || position_ > epoch_size_) {
+    throw Error("stream state: 'synthetic.position' = " + std::to_string(position_) +
+                " is outside this run's epoch of " + std::to_string(epoch_size_) + " images");
+  }
+  real_.load_state(state, "synthetic.real.");
+  const bool has_pool = state.tensors.count("synthetic.pool.generator") > 0;
+  if (!producer_) {
+    if (has_pool && synthetic_) synthetic_->load_state(state, "synthetic.pool.");
+    return;
+  }
+  // Fresh samples: a background sample of this stream is not the one the state expects.
+  if (next_.valid()) {
+    try {
+      next_.wait();
+      next_.get();
+    } catch (...) {
+    }
+  }
+  next_epoch_ = -1;
+  synthetic_.reset();
+  current_epoch_ = state.integer("synthetic.fresh_epoch");
+  // Mid-epoch: this epoch's images again, from the same seeds, then the sampler's position.
+  if (current_epoch_ >= 0 && has_pool && position_ < epoch_size_ && synthetic_per_epoch() > 0) {
+    const int64_t n = synthetic_per_epoch();
+    const uint64_t first = first_seed_ + static_cast<uint64_t>(current_epoch_) * static_cast<uint64_t>(n);
+    const torch::Tensor images = producer_(first, n);
+    if (images.size(0) != n || images.sizes().slice(1) != real_.sample_shape()) {
+      throw Error("the synthetic producer made " + shape_string(images.sizes()) + " for an epoch that needs " +
+                  std::to_string(n) + " images of " + shape_string(real_.sample_shape()));
+    }
+    synthetic_ = std::make_unique<CyclingSampler>(
+        images, seed_ ^ (0x73796e74ULL + static_cast<uint64_t>(current_epoch_)));
+    synthetic_->load_state(state, "synthetic.pool.");
+  }
 }
 
 const std::vector<std::string>& regime_names() {

@@ -63,6 +63,28 @@ std::string read_text(const fs::path& file) {
   return out.str();
 }
 
+/// Whether a stopped run's folder can be continued with `vaelab train --resume`: it has its
+/// config.toml, no summary.json, and a checkpoint whose header says format 1
+/// (docs/checkpoints.md). Only the safetensors header is read.
+bool resumable(const fs::path& run_dir) {
+  std::error_code ec;
+  if (!fs::exists(run_dir / "config.toml", ec) || fs::exists(run_dir / "summary.json", ec)) return false;
+  std::ifstream in(run_dir / "checkpoints" / "last.safetensors", std::ios::binary);
+  unsigned char length_bytes[8] = {};
+  if (!in.read(reinterpret_cast<char*>(length_bytes), 8)) return false;
+  uint64_t length = 0;
+  for (int i = 7; i >= 0; --i) length = (length << 8) | length_bytes[i];
+  if (length > (100ull << 20)) return false;
+  std::string header(static_cast<size_t>(length), '\0');
+  if (!in.read(header.data(), static_cast<std::streamsize>(length))) return false;
+  try {
+    const json h = json::parse(header);
+    return h.at("__metadata__").at("vaelab_checkpoint_version") == "1";
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 std::string last_line(const fs::path& file) {
   std::ifstream in(file);
   std::string line;
@@ -273,9 +295,15 @@ class StudyRunner {
     }
     sql::Transaction t(db_);
     for (const auto& id : killed) {
-      logger().warn("run {} was interrupted ({}); it is redone", id, (dir_ / "runs" / id).string());
-      std::error_code ec;
-      fs::remove_all(dir_ / "runs" / id, ec);
+      const fs::path run_dir = dir_ / "runs" / id;
+      if (resumable(run_dir)) {
+        // Kept: start() continues it from its checkpoint (vaelab train --resume).
+        logger().warn("run {} was interrupted ({}); it is resumed from its checkpoint", id, run_dir.string());
+      } else {
+        logger().warn("run {} was interrupted ({}); it is redone", id, run_dir.string());
+        std::error_code ec;
+        fs::remove_all(run_dir, ec);
+      }
       db_.prepare("UPDATE runs SET status = 'pending', owner = NULL WHERE id = ?1").bind(1, id).run();
       db_.prepare("DELETE FROM metrics WHERE run_id = ?1").bind(1, id).run();
     }
@@ -481,8 +509,17 @@ class StudyRunner {
   void start(Job& job) {
     const fs::path config_file = write_run_config(job);
     const fs::path run_dir = dir_ / "runs" / job.run->id;
+    // A killed or interrupted attempt with a checkpoint is continued; a failed one is redone
+    // (its config may have been changed to fix it).
+    std::string previous;
+    {
+      sql::Statement q = db_.prepare("SELECT status FROM runs WHERE id = ?1");
+      q.bind(1, job.run->id);
+      if (q.step()) previous = q.text(0);
+    }
+    const bool resume = previous != "failed" && resumable(run_dir);
     std::error_code ec;
-    fs::remove_all(run_dir, ec);  // what a killed attempt left
+    if (!resume) fs::remove_all(run_dir, ec);  // what a killed attempt left
     const fs::path log = dir_ / "logs" / (job.run->id + ".log");
     fs::remove(log, ec);
     {
@@ -497,8 +534,10 @@ class StudyRunner {
       t.commit();
     }
     job.start = std::chrono::steady_clock::now();
-    job.pid = spawn(options_.executable, {"train", config_file.string(), "--out", run_dir.string()}, log,
-                    slots_.empty() ? nullptr : &slots_[job.slot]);
+    std::vector<std::string> args = {"train", config_file.string(), "--out", run_dir.string()};
+    // The config is passed again so a run whose study config changed is refused, not continued.
+    if (resume) args = {"train", config_file.string(), "--resume", run_dir.string()};
+    job.pid = spawn(options_.executable, args, log, slots_.empty() ? nullptr : &slots_[job.slot]);
   }
 
   /// Records a finished child: the summary and every metrics line in one transaction.

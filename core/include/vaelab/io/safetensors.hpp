@@ -29,7 +29,9 @@ NamedTensors load_safetensors(const std::filesystem::path& file,
 NamedTensors module_state(const torch::nn::Module& module);
 
 /// Copies `state` into the module's parameters and buffers. Throws vaelab::Error naming the
-/// first missing, unexpected or wrongly shaped tensor.
+/// first missing, unexpected or wrongly shaped tensor. Tensors named "_train.*" (the training
+/// state of a checkpoint, train/checkpoint.hpp) are skipped, so a training checkpoint loads as a
+/// model checkpoint.
 void load_module_state(torch::nn::Module& module, const NamedTensors& state,
                        const std::string& source);
 

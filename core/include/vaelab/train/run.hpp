@@ -49,6 +49,16 @@ std::filesystem::path train_run(const std::filesystem::path& config_file,
                                 const std::vector<std::string>& overrides,
                                 const std::filesystem::path& out_dir);
 
+/// `vaelab train --resume RUN_DIR`: continues a stopped run from its checkpoints/last.safetensors
+/// (docs/checkpoints.md) with the run's own config.toml. `config_file` and `overrides` may be
+/// given (both optional): they must resolve to the run's config, else ConfigError naming the first
+/// difference. metrics.jsonl is cut back to the checkpoint's records; a finished run (summary.json)
+/// or one without a checkpoint is refused. On the CPU with one thread the final weights equal an
+/// uninterrupted run's bit for bit. Returns the run folder.
+std::filesystem::path resume_run(const std::filesystem::path& run_dir,
+                                 const std::filesystem::path& config_file,
+                                 const std::vector<std::string>& overrides);
+
 /// `vaelab eval`: rebuilds the model of a finished run from its config.toml and
 /// checkpoints/last.safetensors and runs the named metrics (metric_names()) with the run's [eval]
 /// settings. Returns the numbers as JSON, under summary.json's keys.

@@ -16,12 +16,30 @@
 namespace vaelab {
 
 class RunStore;
+struct TrainingCheckpoint;
+
+/// [train.checkpoint]: when checkpoints/last.safetensors is written besides every evaluation
+/// point (which includes the end of the run). 0 = off for each.
+struct CheckpointOptions {
+  int64_t every_epochs = 0;   ///< after every this many epochs
+  double every_minutes = 0;   ///< wall-clock minutes since the last checkpoint, checked between steps
+  int64_t every_steps = 0;    ///< optimizer steps (counted over the run), checked between steps
+};
+
+/// [train.nonfinite]: what a step with a non-finite loss or gradient does.
+enum class NonfinitePolicy {
+  stop,  ///< throw, naming the epoch, the step and the first parameter with a non-finite gradient
+  skip,  ///< leave the weights and Adam's state as they are; stop after max_skips_in_row in a row
+};
 
 /// The [train] settings the trainer uses, and how often it evaluates.
 struct TrainOptions {
   int64_t epochs = 1;
   double lr = 1e-3;
   int64_t eval_every_epochs = 1;  ///< also evaluated after the last epoch
+  CheckpointOptions checkpoint;
+  NonfinitePolicy nonfinite = NonfinitePolicy::stop;
+  int64_t max_skips_in_row = 10;
 };
 
 struct TrainResult {
@@ -31,16 +49,27 @@ struct TrainResult {
   double eval_seconds = 0;
   double elbo_trained_on_nats = 0;  ///< mean over the last epoch's batches, in training mode
   nlohmann::json last_eval;         ///< the metrics of the last evaluation point
+  int64_t nonfinite_skipped_steps = 0;  ///< steps skipped by the "skip" policy, over the run
+  int64_t checkpoints_written = 0;      ///< by this process
+  double checkpoint_seconds = 0;        ///< writing them (excluded from train_seconds)
+  int64_t checkpoint_bytes = 0;         ///< size of the last one
+  int64_t resumed_at_step = -1;         ///< the run's global step it resumed at; -1 = not resumed
 };
 
 /// Adam on −ELBO over effective epochs. At each evaluation point the evaluator's metrics are
-/// appended to the run store's metrics.jsonl and the weights written to
-/// checkpoints/last.safetensors.
+/// appended to the run store's metrics.jsonl and a training checkpoint (checkpoint.hpp: weights,
+/// Adam state, random states, the stream's position, counters, the metrics so far) written to
+/// checkpoints/last.safetensors; also every options.checkpoint interval, mid-epoch included.
+/// Only finite weights are ever written.
 class Trainer {
  public:
   Trainer(Model& model, const Likelihood& likelihood, Backend& backend, TrainOptions options);
+  /// With `resume`, the model, optimizer, stream and global random state are first restored from
+  /// it and training continues where it was written: on the CPU with deterministic kernels the
+  /// final weights equal an uninterrupted run's bit for bit. The stream must be built from the
+  /// same inputs as the run that wrote it.
   TrainResult fit(TrainingStream& stream, const Evaluator& evaluator, const EvalData& eval,
-                  RunStore& store);
+                  RunStore& store, const TrainingCheckpoint* resume = nullptr);
 
  private:
   Model& model_;

@@ -3,16 +3,34 @@
 #include <cstdint>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 
 #include <ATen/core/Generator.h>
+#include <nlohmann/json.hpp>
 #include <torch/types.h>
 
 #include <vaelab/config.hpp>
 #include <vaelab/train/augment.hpp>
 
 namespace vaelab {
+
+/// A stream's position, saved in a checkpoint so a resumed run draws exactly the batches the
+/// uninterrupted run would have: named tensors (generator states, permutations) and JSON values
+/// (positions, counters). Names are dotted paths chosen by each stream ("real.order").
+struct StreamState {
+  std::map<std::string, torch::Tensor> tensors;
+  nlohmann::json values = nlohmann::json::object();
+
+  /// The tensor or value `key`; throws vaelab::Error naming the key when it is missing.
+  const torch::Tensor& tensor(const std::string& key) const;
+  int64_t integer(const std::string& key) const;
+};
+
+/// A generator's state (a uint8 tensor for a CPU generator), and its restoration.
+torch::Tensor generator_state(const at::Generator& generator);
+void set_generator_state(at::Generator& generator, const torch::Tensor& state);
 
 /// Where training batches come from (DESIGN.md §1): the training regime. One effective epoch is
 /// |D_train| images, whatever the regime.
@@ -27,6 +45,12 @@ class TrainingStream {
   virtual void begin_epoch(int64_t epoch) = 0;
   /// The next batch of the epoch, float [B, C, H, W] on the CPU; false at the end of the epoch.
   virtual bool next_batch(torch::Tensor& batch) = 0;
+  /// Everything that decides the batches still to come (random states, orders, positions),
+  /// mid-epoch included: a stream built from the same inputs that loads this state serves the
+  /// same batches from here on, and continues with begin_epoch(next) as this one would.
+  virtual void save_state(StreamState& state) const = 0;
+  /// Restores save_state's output. Throws vaelab::Error naming a missing or mismatched key.
+  virtual void load_state(const StreamState& state) = 0;
 };
 
 /// Normal training: the real training set, reshuffled every epoch by a generator seeded with
@@ -38,6 +62,11 @@ class RealDataStream final : public TrainingStream {
   int64_t epoch_size() const override { return data_.size(0); }
   void begin_epoch(int64_t epoch) override;
   bool next_batch(torch::Tensor& batch) override;
+  void save_state(StreamState& state) const override { save_state(state, "real."); }
+  void load_state(const StreamState& state) override { load_state(state, "real."); }
+  /// The same under key prefix `prefix` (AugmentedStream keeps its own keys beside these).
+  void save_state(StreamState& state, const std::string& prefix) const;
+  void load_state(const StreamState& state, const std::string& prefix);
 
  private:
   torch::Tensor data_;
@@ -56,6 +85,8 @@ class AugmentedStream final : public TrainingStream {
   int64_t epoch_size() const override { return real_.epoch_size(); }
   void begin_epoch(int64_t epoch) override { real_.begin_epoch(epoch); }
   bool next_batch(torch::Tensor& batch) override;
+  void save_state(StreamState& state) const override;
+  void load_state(const StreamState& state) override;
 
  private:
   std::string regime_;
@@ -74,6 +105,9 @@ class CyclingSampler {
   int64_t size() const { return data_.size(0); }
   /// The shape of one item.
   at::IntArrayRef sample_shape() const { return data_.sizes().slice(1); }
+  /// Its generator, current pass order and position, under key prefix `prefix`.
+  void save_state(StreamState& state, const std::string& prefix) const;
+  void load_state(const StreamState& state, const std::string& prefix);
 
  private:
   torch::Tensor data_;
@@ -103,6 +137,10 @@ class SyntheticStream final : public TrainingStream {
   int64_t epoch_size() const override { return epoch_size_; }
   void begin_epoch(int64_t epoch) override;
   bool next_batch(torch::Tensor& batch) override;
+  /// With fresh samples, a state saved mid-epoch makes load_state sample that epoch's images
+  /// again (synchronously, same seeds); the next epoch's are made by begin_epoch.
+  void save_state(StreamState& state) const override;
+  void load_state(const StreamState& state) override;
   /// Real images served since construction (for tests and the log).
   int64_t real_served() const { return real_served_; }
 
@@ -121,6 +159,7 @@ class SyntheticStream final : public TrainingStream {
   uint64_t first_seed_ = 0;
   std::future<torch::Tensor> next_;
   int64_t next_epoch_ = -1;
+  int64_t current_epoch_ = -1;  ///< the epoch whose fresh images synthetic_ holds
   int64_t position_ = 0;
   int64_t real_served_ = 0;
 };
