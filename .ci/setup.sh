@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   cmake ninja-build g++ ccache pkg-config
   libtorch-dev libopenblas0-pthread       # LibTorch 1.13 CPU; OpenBLAS, else reference BLAS (~30x slower)
+  libgloo-dev                             # Gloo headers for c10d data-parallel training (LibTorch has the library)
   libdnnl-dev ocl-icd-opencl-dev opencl-headers  # oneDNN 2.6; its CMake config requires OpenCL
   libboost-dev libboost-filesystem-dev    # Boost.DLL
   libtomlplusplus-dev libspdlog-dev libfmt-dev catch2 libcli11-dev nlohmann-json3-dev
