@@ -4,6 +4,8 @@
 #include <string>
 
 #include <vaelab/backend.hpp>
+
+#include "aten_layers.hpp"
 #include <vaelab/config.hpp>
 
 namespace vaelab::plugins {
@@ -12,6 +14,8 @@ namespace vaelab::plugins {
 class TorchCpuBackend final : public Backend {
  public:
   explicit TorchCpuBackend(const ConfigTable& config);
+  /// Runs everywhere; `plugin = "auto"` prefers the faster backends that can run.
+  static int32_t probe() { return 10; }
   torch::Device device() const override { return torch::kCPU; }
   void apply_threads() override;
   int threads() const override { return threads_; }

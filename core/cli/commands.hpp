@@ -9,6 +9,14 @@ namespace vaelab::cli {
 
 int plugins_list(const std::vector<std::string>& extra_paths, bool json);
 int plugins_show(const std::vector<std::string>& extra_paths, const std::string& name);
+struct BenchOptions {
+  bool json = false;    ///< one JSON object instead of the table
+  bool quick = false;   ///< tiny workloads, one repeat: checks the machinery, not the machine
+  int repeats = 5;      ///< measurements per line (the median is reported)
+  std::vector<std::string> backends;  ///< empty = every backend that can run here
+};
+/// `vaelab bench`: the GEMM peak and every backend's throughput, as ratios (bench_suite.cpp).
+int bench_suite(const BenchOptions& options);
 int bench_threads(const std::string& config_file, const std::vector<std::string>& overrides,
                   int steps, int repeats);
 

@@ -92,8 +92,14 @@ int main(int argc, char** argv) {
   std::vector<std::string> bench_sets;
   int bench_steps = 30;
   int bench_repeats = 5;
-  CLI::App* bench = app.add_subcommand("bench", "Measure training throughput");
-  bench->require_subcommand(1);
+  vaelab::cli::BenchOptions bench_options;
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Throughput of every backend here against the GEMM peak and torch-cpu (medians, ratios)");
+  bench->require_subcommand(0, 1);
+  bench->add_flag("--json", bench_options.json, "print one JSON object");
+  bench->add_flag("--quick", bench_options.quick, "tiny workloads (checks that every line runs)");
+  bench->add_option("--repeats", bench_options.repeats, "measurements per line (median)")->capture_default_str();
+  bench->add_option("--backend", bench_options.backends, "only this backend besides torch-cpu (repeatable)");
   CLI::App* bench_threads = bench->add_subcommand(
       "threads", "Training steps/s for each intra-op × BLAS thread setting, as ratios to 1×1");
   bench_threads->add_option("config", bench_config, "run config (TOML)")->required();
@@ -206,6 +212,7 @@ int main(int argc, char** argv) {
     if (bench_threads->parsed()) {
       return vaelab::cli::bench_threads(bench_config, bench_sets, bench_steps, bench_repeats);
     }
+    if (bench->parsed()) return vaelab::cli::bench_suite(bench_options);
     if (gen_fit->parsed()) return vaelab::cli::generator_fit(gen_fit_config, gen_fit_sets, gen_fit_out);
     if (gen_sample->parsed()) {
       return vaelab::cli::generator_sample(gen_sample_dir, gen_sample_n, gen_sample_seed,

@@ -2,6 +2,7 @@
 #include <vaelab/train/run.hpp>
 #include <vaelab/train/session.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -81,6 +82,31 @@ torch::Tensor to_float_range(const ImageSet& images, int64_t first, int64_t coun
 
 torch::Tensor to_float_images(const ImageSet& images, const std::string& binarize) {
   return to_float_range(images, 0, images.count, binarize);
+}
+
+/// `backend.plugin = "auto"`: the accepted backend with the highest probe preference (torch-cuda,
+/// then onednn-cpu, then torch-cpu) that can be created here with its defaults. The choice is
+/// written into the resolved config (the run's config.toml names the backend that ran).
+std::string choose_backend(const Registry& registry) {
+  std::vector<const PluginRecord*> candidates;
+  for (const auto& r : registry.records()) {
+    if (r.ok() && r.kind == VL_PLUGIN_KIND_BACKEND) candidates.push_back(&r);
+  }
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const PluginRecord* a, const PluginRecord* b) { return a->preference > b->preference; });
+  std::string passed_over;
+  for (const PluginRecord* r : candidates) {
+    try {
+      registry.create<Backend>(r->name, r->defaults_toml);
+      logger().info("backend plugin = \"auto\": {}{}", r->name,
+                    passed_over.empty() ? "" : " (passed over: " + passed_over + ")");
+      return r->name;
+    } catch (const Error& e) {
+      passed_over += (passed_over.empty() ? "" : "; ") + r->name + ": " + e.what();
+    }
+  }
+  throw ConfigError("backend.plugin = \"auto\": no backend can run here" +
+                    (passed_over.empty() ? std::string(" (none was found)") : ": " + passed_over));
 }
 
 }  // namespace
@@ -429,7 +455,11 @@ RunConfig RunConfig::resolve(const toml::table& user, const std::vector<std::str
   toml::table full_schema = schema;
   for (const auto& s : kPluginSections) {
     toml::table& section = *config.table_[s.section].as_table();
-    const std::string name = *section["plugin"].value<std::string>();
+    std::string name = *section["plugin"].value<std::string>();
+    if (name == "auto" && s.kind == VL_PLUGIN_KIND_BACKEND) {
+      name = choose_backend(*config.registry_);
+      section.insert_or_assign("plugin", name);
+    }
     if (name.empty() && s.kind == VL_PLUGIN_KIND_GENERATOR) {
       const toml::table* given = section["config"].as_table();
       if (given != nullptr && !given->empty()) {

@@ -286,3 +286,10 @@ TEST_CASE("torch-cpu refuses impossible convolution and batch-norm options", "[t
   bn.momentum = 1.5;
   REQUIRE_THROWS_WITH(cpu->batch_norm2d(bn), Contains("momentum"));
 }
+
+TEST_CASE("torch-cpu offers no bf16: a precision key is refused as unknown", "[torch-cpu]") {
+  // LibTorch 1.13's CPU bf16 transposed convolution runs as a plain convolution (mkldnn), so
+  // torch-cpu stays the f32 reference; bf16 on the CPU is onednn-cpu's.
+  const vaelab::PluginRecord& record = registry().find(VL_PLUGIN_KIND_BACKEND, "torch-cpu");
+  REQUIRE(record.defaults_toml.find("precision") == std::string::npos);
+}

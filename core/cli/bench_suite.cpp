@@ -1,0 +1,324 @@
+// `vaelab bench [--json]`: throughput of every backend that can run here, each figure a median of
+// interleaved repeats measured in this one process, against two references measured alongside:
+// the machine's matrix-product peak (oneDNN matmul) and the torch-cpu f32 backend.
+//
+// Lines: vae-mlp-train (paper MLP, batch 128; achieved GFLOP/s from its exact matmul FLOPs),
+// vae-conv-train (n_c = 64, CIFAR-sized), iwae-eval (K = 1000), diffusion-sample (Heun, 18 steps).
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <vaelab/backend.hpp>
+#include <vaelab/config.hpp>
+#include <vaelab/data_source.hpp>
+#include <vaelab/generator.hpp>
+#include <vaelab/likelihood.hpp>
+#include <vaelab/log.hpp>
+#include <vaelab/metrics/elbo.hpp>
+#include <vaelab/metrics/iwae.hpp>
+#include <vaelab/model.hpp>
+#include <vaelab/registry.hpp>
+#include <vaelab/threads.hpp>
+#include <vaelab/torch_shim.hpp>
+
+#include "commands.hpp"
+#include "gemm_peak.hpp"
+
+namespace vaelab::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+/// A plugin's defaults with some keys replaced (values given as TOML literals).
+std::string plugin_config(const Registry& registry, vl_plugin_kind kind, const std::string& name,
+                          const std::map<std::string, std::string>& set) {
+  const PluginRecord& record = registry.find(kind, name);
+  toml::table table = parse_toml(record.defaults_toml, name + "/defaults.toml");
+  for (const auto& [key, literal] : set) {
+    const toml::table value = parse_toml("v = " + literal, "bench setting " + key);
+    table.insert_or_assign(key, *value.get("v"));
+  }
+  return format_toml(table);
+}
+
+struct Target {
+  std::string backend;
+  std::string precision;
+  PluginPtr<Backend> instance;
+};
+
+/// One benchmark line for one backend: `run()` does a fixed amount of work and returns the
+/// images it processed.
+struct Workload {
+  std::string benchmark;
+  Target* target = nullptr;
+  std::function<int64_t()> run;
+  double flops_per_image = 0;  ///< 0 when not counted
+  std::vector<double> rates;
+};
+
+/// Exact matrix-product FLOPs of one training step per image of an MLP VAE: each dense layer
+/// [out, in] costs 2·in·out forward, 2·in·out for its weight gradient and 2·in·out for its input
+/// gradient, except the first encoder layer, whose input (the data) needs no gradient.
+double mlp_training_flops(torch::nn::Module& module, int64_t pixels) {
+  double flops = 0;
+  bool data_layer_seen = false;
+  for (const auto& p : module.named_parameters(true)) {
+    if (p.value().dim() != 2) continue;
+    const double in = static_cast<double>(p.value().size(1));
+    const double out = static_cast<double>(p.value().size(0));
+    flops += 6 * in * out;
+    if (in == static_cast<double>(pixels) && !data_layer_seen) {
+      flops -= 2 * in * out;
+      data_layer_seen = true;
+    }
+  }
+  return flops;
+}
+
+std::unique_ptr<Likelihood> likelihood_named(const std::string& name) {
+  return make_likelihood(ConfigTable::parse("name = \"" + name + "\"\nsigma = 0.1\nmixtures = 10\n", "likelihood"));
+}
+
+struct ModelSetup {
+  PluginPtr<Model> model;
+  std::unique_ptr<Likelihood> likelihood;
+  std::unique_ptr<torch::optim::Adam> optimizer;
+  torch::Tensor batch;
+};
+
+ModelSetup make_model(const Registry& registry, const std::string& model_name,
+                      const std::map<std::string, std::string>& model_set, Backend& backend,
+                      const std::string& likelihood, int64_t channels, int64_t side, int64_t batch) {
+  ModelSetup m;
+  m.likelihood = likelihood_named(likelihood);
+  torch::manual_seed(0);
+  m.model = registry.create<Model>(model_name, plugin_config(registry, VL_PLUGIN_KIND_MODEL, model_name, model_set));
+  ModelSpec spec{channels, side, side, m.likelihood->param_channels(channels)};
+  m.model->build(spec, backend);
+  m.model->module().to(backend.device());
+  m.optimizer = std::make_unique<torch::optim::Adam>(m.model->module().parameters(), torch::optim::AdamOptions(1e-4));
+  at::Generator gen = shim::make_cpu_generator(1);
+  torch::Tensor x = shim::rand({batch, channels, side, side}, torch::TensorOptions(), gen);
+  if (likelihood == "bernoulli") x = x.gt(0.5).to(torch::kFloat32);
+  if (likelihood == "mol") x = x.mul(255).round().div(255);
+  m.batch = x.to(backend.device());
+  return m;
+}
+
+/// `steps` Adam steps on the negative ELBO of one fixed batch; returns the images trained on.
+int64_t train_steps(ModelSetup& m, int steps) {
+  m.model->module().train();
+  for (int k = 0; k < steps; ++k) {
+    m.optimizer->zero_grad();
+    const torch::Tensor loss = -elbo_terms(*m.model, *m.likelihood, m.batch, 1).elbo.mean();
+    loss.backward();
+    m.optimizer->step();
+  }
+  return steps * m.batch.size(0);
+}
+
+}  // namespace
+
+int bench_suite(const BenchOptions& options) {
+  const Registry registry(Registry::search_path({}));
+  const int repeats = std::max(1, options.repeats);
+  const bool quick = options.quick;
+
+  // ---- The references: the GEMM peak per precision, on every CPU this process may use ------------
+  at::set_num_threads(available_cpus());
+  nlohmann::json peak = nlohmann::json::object();
+  std::map<std::string, double> peak_gflops;
+  for (const std::string precision : {"f32", "bf16"}) {
+    std::string why;
+    const std::optional<GemmPeak> p = measure_gemm_peak(precision, repeats, quick, why);
+    if (p) {
+      peak[precision] = p->gflops;
+      peak_gflops[precision] = p->gflops;
+    } else {
+      peak[precision] = nullptr;
+      logger().warn("{}", why);
+    }
+  }
+
+  // ---- The backends that can run here, each in each precision it offers -------------------------
+  std::vector<std::unique_ptr<Target>> targets;
+  for (const std::string name : {"torch-cpu", "onednn-cpu", "torch-cuda"}) {
+    if (name != "torch-cpu" && !options.backends.empty() &&
+        std::find(options.backends.begin(), options.backends.end(), name) == options.backends.end()) {
+      continue;
+    }
+    bool has_precision = false;
+    try {
+      has_precision = registry.find(VL_PLUGIN_KIND_BACKEND, name).defaults_toml.find("\nprecision") != std::string::npos;
+    } catch (const Error& e) {
+      logger().info("bench: {}", e.what());
+      continue;
+    }
+    for (const std::string precision : {"f32", "bf16"}) {
+      if (precision == "bf16" && !has_precision) continue;
+      auto t = std::make_unique<Target>();
+      t->backend = name;
+      t->precision = precision;
+      try {
+        std::map<std::string, std::string> set;
+        if (has_precision) set["precision"] = "\"" + precision + "\"";
+        t->instance = registry.create<Backend>(name, plugin_config(registry, VL_PLUGIN_KIND_BACKEND, name, set));
+      } catch (const Error& e) {
+        logger().info("bench: {} {} cannot run here: {}", name, precision, e.what());
+        continue;
+      }
+      targets.push_back(std::move(t));
+    }
+  }
+  if (targets.empty() || targets.front()->backend != "torch-cpu") {
+    throw Error("bench: the reference backend torch-cpu is not available (`vaelab plugins` says why)");
+  }
+
+  // ---- The workloads --------------------------------------------------------------------------
+  const int mlp_steps = quick ? 2 : 20;
+  const int conv_steps = quick ? 1 : 3;
+  const int64_t conv_batch = quick ? 8 : 32;
+  const int64_t iwae_batch = quick ? 2 : 8;
+  const int64_t diffusion_images = quick ? 8 : 64;
+  std::vector<std::shared_ptr<ModelSetup>> keep_alive;
+  std::vector<PluginPtr<Generator>> generators;
+  std::vector<Workload> work;
+  for (auto& tp : targets) {
+    Target& t = *tp;
+    Backend& backend = *t.instance;
+    backend.apply_threads();
+
+    auto mlp = std::make_shared<ModelSetup>(make_model(registry, "vae-mlp", {}, backend, "bernoulli", 1, 28, 128));
+    keep_alive.push_back(mlp);
+    work.push_back({"vae-mlp-train", &t, [mlp, mlp_steps] { return train_steps(*mlp, mlp_steps); },
+                    mlp_training_flops(mlp->model->module(), 28 * 28), {}});
+
+    auto conv = std::make_shared<ModelSetup>(make_model(registry, "vae-conv", {{"n_c", "64"}}, backend, "mol", 3,
+                                                        32, conv_batch));
+    keep_alive.push_back(conv);
+    work.push_back({"vae-conv-train", &t, [conv, conv_steps] { return train_steps(*conv, conv_steps); }, 0, {}});
+
+    work.push_back({"iwae-eval", &t, [mlp, iwae_batch] {
+                      torch::NoGradGuard no_grad;
+                      mlp->model->module().eval();
+                      at::Generator noise = shim::make_cpu_generator(2);
+                      const torch::Tensor x = mlp->batch.slice(0, 0, iwae_batch);
+                      iwae_bound(*mlp->model, *mlp->likelihood, x, 1000, 250, &noise);
+                      return iwae_batch;
+                    }, 0, {}});
+
+    // A diffusion model fitted for a few steps on random images: sampling costs the same whatever
+    // the weights are.
+    PluginPtr<Generator> gen = registry.create<Generator>(
+        "gen-diffusion", plugin_config(registry, VL_PLUGIN_KIND_GENERATOR, "gen-diffusion",
+                                       {{"steps", "2"}, {"batch_size", "64"}, {"sample_batch", "64"}}));
+    gen->attach(backend);
+    ImageSet train;
+    train.count = 256;
+    train.channels = 1;
+    train.height = 28;
+    train.width = 28;
+    train.pixels.resize(static_cast<size_t>(train.count * train.image_bytes()));
+    for (size_t i = 0; i < train.pixels.size(); ++i) train.pixels[i] = static_cast<uint8_t>((i * 2654435761u) >> 24);
+    FitBudget budget;
+    budget.steps = 2;
+    gen->fit(train, budget, [](int64_t, int64_t, double) { return true; });
+    Generator* g = gen.get();
+    generators.push_back(std::move(gen));
+    work.push_back({"diffusion-sample", &t, [g, diffusion_images] {
+                      return g->sample(diffusion_images, 0).count;
+                    }, 0, {}});
+  }
+
+  // ---- Measure: every workload once per repeat, interleaved, after a warm-up ---------------------
+  for (auto& w : work) {
+    w.target->instance->apply_threads();
+    w.run();
+  }
+  for (int r = 0; r < repeats; ++r) {
+    for (auto& w : work) {
+      Backend& backend = *w.target->instance;
+      backend.apply_threads();
+      backend.synchronize();
+      const auto start = Clock::now();
+      const int64_t images = w.run();
+      backend.synchronize();
+      const double s = std::chrono::duration<double>(Clock::now() - start).count();
+      w.rates.push_back(static_cast<double>(images) / s);
+    }
+  }
+
+  // ---- Report -----------------------------------------------------------------------------------
+  std::map<std::string, double> reference;  // benchmark → torch-cpu f32 images/s
+  for (const auto& w : work) {
+    if (w.target->backend == "torch-cpu" && w.target->precision == "f32") reference[w.benchmark] = median(w.rates);
+  }
+  nlohmann::json results = nlohmann::json::array();
+  for (const auto& w : work) {
+    const double ips = median(w.rates);
+    nlohmann::json line = {{"benchmark", w.benchmark},
+                           {"backend", w.target->backend},
+                           {"precision", w.target->precision},
+                           {"images_per_second", ips},
+                           {"gflops", nullptr},
+                           {"fraction_of_peak", nullptr},
+                           {"ratio_vs_torch_cpu", ips / reference.at(w.benchmark)}};
+    if (w.flops_per_image > 0) {
+      const double gflops = ips * w.flops_per_image / 1e9;
+      line["gflops"] = gflops;
+      line["flops_per_image"] = w.flops_per_image;
+      const auto p = peak_gflops.find(w.target->precision);
+      if (p != peak_gflops.end() && w.target->instance->device().is_cpu()) line["fraction_of_peak"] = gflops / p->second;
+    }
+    results.push_back(line);
+  }
+  nlohmann::json out = {{"gemm_peak_gflops", peak},
+                        {"results", results},
+                        {"repeats", repeats},
+                        {"quick", quick},
+                        {"cpus", available_cpus()},
+                        {"onednn", onednn_description()},
+                        {"reference", "torch-cpu f32 on the same benchmark line"}};
+  if (options.json) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("GEMM peak (oneDNN matmul, median of %d): f32 %s GFLOP/s, bf16 %s GFLOP/s  [%s]\n", repeats,
+              peak["f32"].is_null() ? "n/a" : std::to_string(static_cast<int>(peak["f32"].get<double>())).c_str(),
+              peak["bf16"].is_null() ? "n/a" : std::to_string(static_cast<int>(peak["bf16"].get<double>())).c_str(),
+              onednn_description().c_str());
+  std::printf("%-17s %-11s %-5s %12s %9s %8s %8s\n", "benchmark", "backend", "prec", "images/s", "GFLOP/s",
+              "of peak", "vs torch");
+  for (const auto& line : results) {
+    const auto fmt = [](const nlohmann::json& v, const char* f) {
+      if (v.is_null()) return std::string("-");
+      char buf[32];
+      std::snprintf(buf, sizeof buf, f, v.get<double>());
+      return std::string(buf);
+    };
+    std::printf("%-17s %-11s %-5s %12.1f %9s %8s %7.2fx\n", line["benchmark"].get<std::string>().c_str(),
+                line["backend"].get<std::string>().c_str(), line["precision"].get<std::string>().c_str(),
+                line["images_per_second"].get<double>(), fmt(line["gflops"], "%.1f").c_str(),
+                line["fraction_of_peak"].is_null()
+                    ? "-"
+                    : fmt(line["fraction_of_peak"].get<double>() * 100, "%.0f%%").c_str(),
+                line["ratio_vs_torch_cpu"].get<double>());
+  }
+  return 0;
+}
+
+}  // namespace vaelab::cli

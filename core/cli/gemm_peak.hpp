@@ -1,0 +1,24 @@
+#pragma once
+// The machine's matrix-product peak through oneDNN's matmul: the reference `vaelab bench`
+// measures every training figure against. No torch here.
+
+#include <optional>
+#include <string>
+
+namespace vaelab::cli {
+
+struct GemmPeak {
+  double gflops = 0;   ///< the best median over the sizes tried
+  int size = 0;        ///< the square size (M = N = K) that reached it
+};
+
+/// Median GFLOP/s of oneDNN's matmul on square f32 ("f32") or bf16-in/f32-out ("bf16") matrices
+/// with `threads` OpenMP threads, best over a few sizes; nullopt when the CPU cannot run the
+/// precision (`why` says what oneDNN answered).
+std::optional<GemmPeak> measure_gemm_peak(const std::string& precision, int repeats, bool quick,
+                                          std::string& why);
+
+/// oneDNN's version and the instruction set it dispatches to, e.g. "oneDNN 2.6.3, avx512_core_bf16".
+std::string onednn_description();
+
+}  // namespace vaelab::cli
