@@ -2,7 +2,8 @@
 // interleaved repeats measured in this one process, against two references measured alongside:
 // the machine's matrix-product peak (oneDNN matmul) and the torch-cpu f32 backend.
 //
-// Lines: vae-mlp-train (paper MLP, batch 128; achieved GFLOP/s from its exact matmul FLOPs),
+// Lines: vae-mlp-train (the paper's Fashion-MNIST MLP, 1024-512-512-16 and mirrored, Gaussian
+// likelihood, batch 128; achieved GFLOP/s from its exact matmul FLOPs),
 // vae-conv-train (n_c = 64, CIFAR-sized), iwae-eval (K = 1000), diffusion-sample (Heun, 18 steps).
 
 #include <algorithm>
@@ -60,6 +61,14 @@ struct Target {
   PluginPtr<Backend> instance;
 };
 
+/// Seconds per training step spent in each phase, summed over the measured steps.
+struct Phases {
+  double forward = 0;    ///< encode, sample, decode, likelihood, KL
+  double backward = 0;   ///< autograd through all of it
+  double optimizer = 0;  ///< zero_grad and Adam's update
+  int64_t steps = 0;
+};
+
 /// One benchmark line for one backend: `run()` does a fixed amount of work and returns the
 /// images it processed.
 struct Workload {
@@ -68,6 +77,8 @@ struct Workload {
   std::function<int64_t()> run;
   double flops_per_image = 0;  ///< 0 when not counted
   std::vector<double> rates;
+  std::shared_ptr<Phases> phases;  ///< training lines: where a step's time goes (a separate pass)
+  std::function<void()> profile;   ///< runs the workload once more with `phases` timing on
 };
 
 /// Exact matrix-product FLOPs of one training step per image of an MLP VAE: each dense layer
@@ -120,13 +131,30 @@ ModelSetup make_model(const Registry& registry, const std::string& model_name,
 }
 
 /// `steps` Adam steps on the negative ELBO of one fixed batch; returns the images trained on.
-int64_t train_steps(ModelSetup& m, int steps) {
+/// With `phases`, each phase is timed (after a device synchronize) and added to it.
+int64_t train_steps(ModelSetup& m, int steps, Backend& backend, Phases* phases = nullptr) {
   m.model->module().train();
+  const auto lap = [&backend](Clock::time_point& since) {
+    backend.synchronize();
+    const auto now = Clock::now();
+    const double s = std::chrono::duration<double>(now - since).count();
+    since = now;
+    return s;
+  };
   for (int k = 0; k < steps; ++k) {
+    auto t = Clock::now();
     m.optimizer->zero_grad();
     const torch::Tensor loss = -elbo_terms(*m.model, *m.likelihood, m.batch, 1).elbo.mean();
+    const double forward = phases != nullptr ? lap(t) : 0;
     loss.backward();
+    const double backward = phases != nullptr ? lap(t) : 0;
     m.optimizer->step();
+    if (phases != nullptr) {
+      phases->forward += forward;
+      phases->backward += backward;
+      phases->optimizer += lap(t);
+      ++phases->steps;
+    }
   }
   return steps * m.batch.size(0);
 }
@@ -202,15 +230,23 @@ int bench_suite(const BenchOptions& options) {
     Backend& backend = *t.instance;
     backend.apply_threads();
 
-    auto mlp = std::make_shared<ModelSetup>(make_model(registry, "vae-mlp", {}, backend, "bernoulli", 1, 28, 128));
+    auto mlp = std::make_shared<ModelSetup>(make_model(registry, "vae-mlp", {{"hidden", "[512, 512]"}, {"latent", "16"}},
+                                                       backend, "gaussian", 1, 32, 128));
     keep_alive.push_back(mlp);
-    work.push_back({"vae-mlp-train", &t, [mlp, mlp_steps] { return train_steps(*mlp, mlp_steps); },
-                    mlp_training_flops(mlp->model->module(), 28 * 28), {}});
+    auto mlp_phases = std::make_shared<Phases>();
+    work.push_back({"vae-mlp-train", &t, [mlp, mlp_steps, &backend] { return train_steps(*mlp, mlp_steps, backend); },
+                    mlp_training_flops(mlp->model->module(), 32 * 32), {}, mlp_phases,
+                    [mlp, mlp_steps, &backend, mlp_phases] { train_steps(*mlp, mlp_steps, backend, mlp_phases.get()); }});
 
     auto conv = std::make_shared<ModelSetup>(make_model(registry, "vae-conv", {{"n_c", "64"}}, backend, "mol", 3,
                                                         32, conv_batch));
     keep_alive.push_back(conv);
-    work.push_back({"vae-conv-train", &t, [conv, conv_steps] { return train_steps(*conv, conv_steps); }, 0, {}});
+    auto conv_phases = std::make_shared<Phases>();
+    work.push_back({"vae-conv-train", &t, [conv, conv_steps, &backend] { return train_steps(*conv, conv_steps, backend); },
+                    0, {}, conv_phases,
+                    [conv, conv_steps, &backend, conv_phases] {
+                      train_steps(*conv, conv_steps, backend, conv_phases.get());
+                    }});
 
     work.push_back({"iwae-eval", &t, [mlp, iwae_batch] {
                       torch::NoGradGuard no_grad;
@@ -219,7 +255,7 @@ int bench_suite(const BenchOptions& options) {
                       const torch::Tensor x = mlp->batch.slice(0, 0, iwae_batch);
                       iwae_bound(*mlp->model, *mlp->likelihood, x, 1000, 250, &noise);
                       return iwae_batch;
-                    }, 0, {}});
+                    }, 0, {}, nullptr, nullptr});
 
     // A diffusion model fitted for a few steps on random images: sampling costs the same whatever
     // the weights are.
@@ -241,7 +277,7 @@ int bench_suite(const BenchOptions& options) {
     generators.push_back(std::move(gen));
     work.push_back({"diffusion-sample", &t, [g, diffusion_images] {
                       return g->sample(diffusion_images, 0).count;
-                    }, 0, {}});
+                    }, 0, {}, nullptr, nullptr});
   }
 
   // ---- Measure: every workload once per repeat, interleaved, after a warm-up ---------------------
@@ -261,6 +297,12 @@ int bench_suite(const BenchOptions& options) {
       w.rates.push_back(static_cast<double>(images) / s);
     }
   }
+  // The phase profile is a separate pass: the synchronizing laps must not slow the timed runs.
+  for (auto& w : work) {
+    if (!w.profile) continue;
+    w.target->instance->apply_threads();
+    w.profile();
+  }
 
   // ---- Report -----------------------------------------------------------------------------------
   std::map<std::string, double> reference;  // benchmark → torch-cpu f32 images/s
@@ -277,6 +319,12 @@ int bench_suite(const BenchOptions& options) {
                            {"gflops", nullptr},
                            {"fraction_of_peak", nullptr},
                            {"ratio_vs_torch_cpu", ips / reference.at(w.benchmark)}};
+    if (w.phases && w.phases->steps > 0) {
+      const double n = static_cast<double>(w.phases->steps);
+      line["step_seconds"] = {{"forward", w.phases->forward / n},
+                              {"backward", w.phases->backward / n},
+                              {"optimizer", w.phases->optimizer / n}};
+    }
     if (w.flops_per_image > 0) {
       const double gflops = ips * w.flops_per_image / 1e9;
       line["gflops"] = gflops;
@@ -317,6 +365,15 @@ int bench_suite(const BenchOptions& options) {
                     ? "-"
                     : fmt(line["fraction_of_peak"].get<double>() * 100, "%.0f%%").c_str(),
                 line["ratio_vs_torch_cpu"].get<double>());
+  }
+  std::printf("\nwhere a training step's time goes (ms per step: forward+loss / backward / Adam):\n");
+  for (const auto& line : results) {
+    if (!line.contains("step_seconds")) continue;
+    const auto& p = line["step_seconds"];
+    std::printf("%-17s %-11s %-5s %8.2f %8.2f %8.2f\n", line["benchmark"].get<std::string>().c_str(),
+                line["backend"].get<std::string>().c_str(), line["precision"].get<std::string>().c_str(),
+                p["forward"].get<double>() * 1e3, p["backward"].get<double>() * 1e3,
+                p["optimizer"].get<double>() * 1e3);
   }
   return 0;
 }
