@@ -35,6 +35,7 @@ int plugins_list(const std::vector<std::string>& extra_paths, bool json) {
                      {"version", r.version},
                      {"abi", r.abi},
                      {"path", r.path.string()},
+                     {"preference", r.preference},
                      {"status", status_of(r)}});
     }
     std::cout << out.dump(2) << "\n";

@@ -95,7 +95,7 @@ TEST_CASE("vaelab plugins --json lists the three plugins ok and a broken file wi
   for (const auto& p : list) {
     std::set<std::string> keys;
     for (const auto& [k, v] : p.items()) keys.insert(k);
-    REQUIRE(keys == std::set<std::string>{"name", "kind", "version", "abi", "path", "status"});
+    REQUIRE(keys == std::set<std::string>{"name", "kind", "version", "abi", "path", "preference", "status"});
     if (p["status"] == "ok") ok.insert(p["kind"].get<std::string>() + "/" + p["name"].get<std::string>());
     if (p["path"].get<std::string>().find("libvaelab-model-broken.so") != std::string::npos) {
       saw_broken = true;
@@ -103,6 +103,7 @@ TEST_CASE("vaelab plugins --json lists the three plugins ok and a broken file wi
     }
   }
   REQUIRE(ok.count("backend/torch-cpu") == 1);
+  REQUIRE(ok.count("backend/onednn-cpu") == 1);
   REQUIRE(ok.count("model/vae-mlp") == 1);
   REQUIRE(ok.count("data-source/idx") == 1);
   REQUIRE(saw_broken);

@@ -1,0 +1,120 @@
+// Every backend that can run here trains the paper's Fashion-MNIST MLP (examples/fmnist-mlp.toml,
+// shortened) to the same test ELBO as the torch-cpu reference, within stated tolerances; the
+// example runs with backend plugin = "auto", which picks a backend and writes its name into the
+// run's config.toml; `vaelab bench --json --quick` prints every line the benchmark promises.
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.hpp"
+
+namespace fs = std::filesystem;
+using Catch::Contains;
+using nlohmann::json;
+
+namespace {
+
+fs::path work_dir() { return vaelab::testing::scratch_dir("vaelab-e2e-backends"); }
+
+vaelab::testing::CliResult run_vaelab(const std::string& args) {
+  return vaelab::testing::run_cli(work_dir(), args);
+}
+
+/// examples/fmnist-mlp.toml on 1,000 training and 1,000 test images for 15 epochs (120 steps),
+/// on `backend` with extra `--set` words; returns the run's summary.json. A run of the same name
+/// is trained once per test process (Catch2 runs a test case's body once per SECTION).
+json train_on(const std::string& name, const std::string& backend_sets, std::string* err = nullptr) {
+  static std::map<std::string, std::pair<json, std::string>> done;
+  const auto found = done.find(name);
+  if (found != done.end()) {
+    if (err != nullptr) *err = found->second.second;
+    return found->second.first;
+  }
+  const fs::path out = work_dir() / name;
+  const auto r = run_vaelab("train '" VAELAB_TEST_EXAMPLES "/fmnist-mlp.toml' --out '" + out.string() +
+                            "' --set data.train_size=1000 --set data.test_size=1000 --set train.epochs=15"
+                            " --set eval.every_epochs=15 " + backend_sets);
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const json summary = json::parse(vaelab::testing::slurp(out / "summary.json"));
+  done[name] = {summary, r.err};
+  if (err != nullptr) *err = r.err;
+  return summary;
+}
+
+double test_elbo(const json& summary) { return summary["elbo_test_nats"].get<double>(); }
+
+/// |ELBO_a − ELBO_b| as a fraction of what training gained: the Gaussian likelihood's constant
+/// puts this model's trained ELBO near 0 nats, so a gap relative to the ELBO itself means nothing,
+/// while the gain over the untrained model (thousands of nats) is the scale training works on.
+/// Summation order alone moves the trained ELBO by a few nats (torch-cpu against itself with one
+/// or two BLAS threads: −11.4 against −6.5).
+double gap_of_gain(const json& a, const json& b, const json& untrained) {
+  return std::abs(test_elbo(a) - test_elbo(b)) / (test_elbo(b) - test_elbo(untrained));
+}
+
+}  // namespace
+
+TEST_CASE("every backend that runs here reaches torch-cpu's test ELBO on the paper MLP", "[e2e][backends]") {
+  const json reference = train_on("torch-cpu", "--set backend.plugin=torch-cpu");
+  REQUIRE(reference["backend"] == "torch-cpu");
+  // The 15 epochs must have taught the model something, or equal ELBOs would mean nothing.
+  const json untrained = train_on("untrained", "--set backend.plugin=torch-cpu --set train.lr=1e-12");
+  REQUIRE(test_elbo(reference) > test_elbo(untrained) + 1000);
+
+  SECTION("onednn-cpu f32: the same training within 0.5 % of the gain") {
+    const json f32 = train_on("onednn-f32", "--set backend.plugin=onednn-cpu --set backend.config.precision=f32");
+    REQUIRE(f32["backend"] == "onednn-cpu");
+    INFO("torch-cpu " << reference["elbo_test_nats"] << ", onednn-cpu f32 " << f32["elbo_test_nats"]);
+    REQUIRE(gap_of_gain(f32, reference, untrained) < 0.005);
+  }
+  SECTION("onednn-cpu bf16: within 1 % of the gain (bfloat16 products, float32 weights)") {
+    const json bf16 = train_on("onednn-bf16", "--set backend.plugin=onednn-cpu --set backend.config.precision=bf16");
+    INFO("torch-cpu " << reference["elbo_test_nats"] << ", onednn-cpu bf16 " << bf16["elbo_test_nats"]);
+    REQUIRE(gap_of_gain(bf16, reference, untrained) < 0.01);
+  }
+}
+
+TEST_CASE("backend plugin = \"auto\" picks a backend that runs here and records it", "[e2e][backends]") {
+  std::string err;
+  const json summary = train_on("auto", "--set backend.plugin=auto", &err);
+  // On a machine without CUDA the preferred backend that runs is onednn-cpu.
+  REQUIRE(summary["backend"] == "onednn-cpu");
+  const std::string config = vaelab::testing::slurp(work_dir() / "auto" / "config.toml");
+  REQUIRE_THAT(config, Contains("plugin = 'onednn-cpu'"));
+  REQUIRE_THAT(err, Contains("backend plugin = \"auto\": onednn-cpu") && Contains("passed over: torch-cuda"));
+}
+
+TEST_CASE("vaelab bench --json --quick prints the peak and every benchmark line", "[e2e][backends]") {
+  const auto r = run_vaelab("bench --json --quick --repeats 1");
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const json out = json::parse(r.out);
+  REQUIRE(out["gemm_peak_gflops"]["f32"].get<double>() > 0);
+  REQUIRE(out["gemm_peak_gflops"].contains("bf16"));
+  std::set<std::string> lines;
+  for (const auto& line : out["results"]) {
+    const std::string key = line["benchmark"].get<std::string>() + " " + line["backend"].get<std::string>() + " " +
+                            line["precision"].get<std::string>();
+    lines.insert(key);
+    REQUIRE(line["images_per_second"].get<double>() > 0);
+    if (line["backend"] == "torch-cpu") REQUIRE(line["ratio_vs_torch_cpu"].get<double>() == Approx(1.0));
+    if (line["benchmark"] == "vae-mlp-train") {
+      // The paper MLP's exact training FLOPs per image (see bench_suite.cpp): 6·Σ in·out − 2·1024·512.
+      REQUIRE(line["flops_per_image"].get<double>() == Approx(8536064.0));
+      REQUIRE(line["gflops"].get<double>() == Approx(line["images_per_second"].get<double>() * 8536064.0 / 1e9));
+    }
+  }
+  for (const std::string benchmark : {"vae-mlp-train", "vae-conv-train", "iwae-eval", "diffusion-sample"}) {
+    INFO(benchmark);
+    REQUIRE(lines.count(benchmark + " torch-cpu f32") == 1);
+    REQUIRE(lines.count(benchmark + " onednn-cpu f32") == 1);
+  }
+}
