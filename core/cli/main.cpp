@@ -13,9 +13,11 @@
 #include <vaelab/build_info.h>
 #include <vaelab/error.hpp>
 #include <vaelab/log.hpp>
+#include <vaelab/train/distributed.hpp>
 #include <vaelab/train/run.hpp>
 
 #include "commands.hpp"
+#include "launcher.hpp"
 
 namespace {
 
@@ -61,6 +63,10 @@ int main(int argc, char** argv) {
   train->add_option("--resume", train_resume,
                     "continue the stopped run in this folder from its last checkpoint, with its own "
                     "config.toml (docs/checkpoints.md)");
+  int train_nproc = 0;
+  train->add_option("--nproc", train_nproc,
+                    "data-parallel: start this many local processes of this command, one rank each "
+                    "(docs/distributed.md); train.batch_size is their batch together");
 
   std::string eval_dir;
   bool eval_json = false;
@@ -179,20 +185,36 @@ int main(int argc, char** argv) {
       return vaelab::cli::plugins_list(plugin_paths, plugins_json);
     }
     if (train->parsed()) {
+      if (train_nproc != 0) {
+        // The launcher: checks the config once, then starts --nproc ranks of this same command.
+        if (train_nproc < 1) throw vaelab::ConfigError("--nproc: must be at least 1");
+        if (train_config.empty() && train_resume.empty()) {
+          throw vaelab::ConfigError("train: a config file is required (or --resume RUN_DIR)");
+        }
+        const std::string resolved_from =
+            train_resume.empty() || !train_config.empty() ? train_config : train_resume + "/config.toml";
+        const vaelab::RunConfig config = vaelab::RunConfig::load(resolved_from, train_sets);
+        const auto options = vaelab::DistributedOptions::from_config(config.section("train").sub("distributed"));
+        return vaelab::cli::launch_local(train_nproc, vaelab::cli::without_nproc(argc, argv), options.timeout);
+      }
+      // A rank of a data-parallel run (RANK, WORLD_SIZE, ...): ranks other than 0 write nothing and
+      // log only warnings and errors unless asked for more.
+      const vaelab::DistributedEnv env = vaelab::DistributedEnv::from_environment();
+      if (env.rank != 0 && log_level == "info") vaelab::set_log_level("warn");
       if (!train_resume.empty()) {
         if (!train_out.empty() && train_out != train_resume) {
           throw vaelab::ConfigError("--out: a resumed run continues in its own folder (--resume " +
                                     train_resume + "); leave out --out");
         }
         const auto dir = vaelab::resume_run(train_resume, train_config, train_sets);
-        std::cout << dir.string() << "\n";
+        if (env.rank == 0) std::cout << dir.string() << "\n";
         return 0;
       }
       if (train_config.empty()) {
         throw vaelab::ConfigError("train: a config file is required (or --resume RUN_DIR)");
       }
       const auto dir = vaelab::train_run(train_config, train_sets, train_out);
-      std::cout << dir.string() << "\n";
+      if (env.rank == 0) std::cout << dir.string() << "\n";
       return 0;
     }
     if (eval->parsed()) {

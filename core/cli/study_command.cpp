@@ -2,6 +2,8 @@
 // `vaelab study merge OUT SHARD...`: the front end of core/src/study/.
 
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <filesystem>
 
 #include <vaelab/error.hpp>
@@ -15,6 +17,14 @@ namespace fs = std::filesystem;
 namespace vaelab::cli {
 
 int study_command(const StudyOptions& options) {
+  // A study's runs are one-process runs; under a data-parallel launcher every run would try to
+  // join a process group. Machines share a study through --shard i/n instead.
+  const char* world = std::getenv("WORLD_SIZE");
+  if (world != nullptr && std::string(world) != "" && std::string(world) != "1") {
+    throw Error(std::string("vaelab study: WORLD_SIZE=") + world +
+                " is set, but a study's runs are one-process runs; spread a study over machines with "
+                "--shard i/n and `vaelab study merge` (docs/distributed.md), and unset WORLD_SIZE");
+  }
   const StudyPlan plan = expand_study(options.config);
   const Shard shard = Shard::parse(options.shard);
   if (options.list) {

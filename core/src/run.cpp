@@ -28,6 +28,7 @@
 #include <vaelab/model.hpp>
 #include <vaelab/torch_shim.hpp>
 #include <vaelab/train/checkpoint.hpp>
+#include <vaelab/train/distributed.hpp>
 #include <vaelab/train/trainer.hpp>
 #include <vaelab/train/training_stream.hpp>
 #include <vaelab_core_defaults.h>
@@ -515,110 +516,150 @@ fs::path run_training(const RunConfig& config, const fs::path& dir, const Traini
   const ConfigTable train_cfg = config.section("train");
   const std::string regime = train_cfg.get_string("regime");
   const int64_t batch_size = train_cfg.get_int_in("batch_size", 1, 1 << 20);
+  const DistributedEnv env = DistributedEnv::from_environment();
+  const DistributedOptions dist_options = DistributedOptions::from_config(train_cfg.sub("distributed"));
+  if (batch_size % env.world_size != 0) {
+    throw ConfigError("train.batch_size = " + std::to_string(batch_size) + " is the batch of all " +
+                      std::to_string(env.world_size) + " processes together and must divide evenly among them "
+                      "(each takes batch_size / world size images)");
+  }
 
   Session s = open_session(config);
-  StreamInputs inputs;
-  inputs.regime = regime;
-  inputs.train = s.train;
-  inputs.batch_size = batch_size;
-  inputs.seed = static_cast<uint64_t>(train_cfg.get_int("seed"));
-  inputs.grid = pixel_grid(config, *s.likelihood);
-  SyntheticImages synthetic;
-  PluginPtr<Generator> fresh_generator;  // outlives the stream that samples it
-  if (regime_needs_synthetic(regime) && train_cfg.sub("synthetic").get_bool("fresh")) {
-    const std::string directory = config.section("generator").get_string("directory");
-    if (directory.empty()) {
-      throw ConfigError("train.synthetic.fresh = true samples a fitted generator every epoch: set "
-                        "generator.directory (a pool file cannot make new images)");
-    }
-    if (s.dataset.train.continuous()) {
-      throw ConfigError("the synthetic and mixed regimes need 8-bit images; data.plugin = \"" +
-                        config.plugin("data") + "\" gives continuous ones");
-    }
-    std::string name;
-    fresh_generator = open_generator(directory, *s.backend, name);
-    const std::string binarize = config.section("data").get_string("binarize");
-    const ImageSet& real = s.dataset.train;
-    const auto check_shape = [&real](int64_t c, int64_t h, int64_t w, const std::string& what) {
-      check_image_shape(real, c, h, w, what);
-    };
-    Generator* gen = fresh_generator.get();
-    inputs.producer = [gen, binarize, check_shape](uint64_t first, int64_t n) {
-      return sample_preprocessed(*gen, first, n, binarize, check_shape);
-    };
-    inputs.first_seed = static_cast<uint64_t>(train_cfg.sub("synthetic").get_int_in("first_seed", 0, INT64_MAX));
-    synthetic.source = directory + " (fresh every epoch)";
-    const double real_fraction =
-        regime == "mixed" ? train_cfg.sub("mixed").get_double("real_fraction") : 0.0;
-    const int64_t per_epoch =
-        s.train.size(0) - static_cast<int64_t>(std::llround(real_fraction * static_cast<double>(s.train.size(0))));
-    synthetic.count = per_epoch * options.epochs;
-    logger().info("synthetic: fresh samples from {} ({}) every epoch, made in the background", directory, name);
-  } else if (regime_needs_synthetic(regime)) {
-    synthetic = load_synthetic(config, s);
-    inputs.synthetic = synthetic.images;
+
+  // ---- data-parallel: join the group (docs/distributed.md); rank 0 alone writes the run folder --
+  std::unique_ptr<Distributed> dist;
+  if (env.world_size > 1) {
+    dist = std::make_unique<Distributed>(env, dist_options, s.backend->device());
+    dist->check_same("resolved config", config.to_toml());
   }
-  auto stream = make_training_stream(inputs, train_cfg);
-  const Evaluator evaluator = make_evaluator(config, s);
-
-  // Only now, with everything checked, the run folder is made (or reopened: its metrics.jsonl is
-  // cut back to the checkpoint's records).
-  RunStore store = resume != nullptr ? RunStore::resume(dir, resume->info["metrics"]) : RunStore::create(dir);
-  if (resume == nullptr) store.write_config(config.to_toml());
-  add_log_file(store.log_path());
-  logger().info("{} {}", resume != nullptr ? "resuming run" : "run folder", dir.string());
-  logger().info("model {}: {} parameters ({} in the layers touching z)", config.plugin("model"),
-                s.params_total, s.params_latent_adjacent);
-
-  Trainer trainer(*s.model, *s.likelihood, *s.backend, options);
-  TrainResult r;
+  const bool writes = dist == nullptr || dist->writes_results();
+  // Data-parallel: a rank that fails while setting up tells the others at the agreement point, so
+  // none waits for it; one that fails while training leaves its error for the others' messages.
+  bool setup_agreed = false;
   try {
-    r = trainer.fit(*stream, evaluator, eval_data(s), store, resume);
-  } catch (...) {
+    StreamInputs inputs;
+    inputs.regime = regime;
+    inputs.train = s.train;
+    inputs.batch_size = batch_size;
+    inputs.seed = static_cast<uint64_t>(train_cfg.get_int("seed"));
+    inputs.grid = pixel_grid(config, *s.likelihood);
+    SyntheticImages synthetic;
+    PluginPtr<Generator> fresh_generator;  // outlives the stream that samples it
+    if (regime_needs_synthetic(regime) && train_cfg.sub("synthetic").get_bool("fresh")) {
+      const std::string directory = config.section("generator").get_string("directory");
+      if (directory.empty()) {
+        throw ConfigError("train.synthetic.fresh = true samples a fitted generator every epoch: set "
+                          "generator.directory (a pool file cannot make new images)");
+      }
+      if (s.dataset.train.continuous()) {
+        throw ConfigError("the synthetic and mixed regimes need 8-bit images; data.plugin = \"" +
+                          config.plugin("data") + "\" gives continuous ones");
+      }
+      std::string name;
+      fresh_generator = open_generator(directory, *s.backend, name);
+      const std::string binarize = config.section("data").get_string("binarize");
+      const ImageSet& real = s.dataset.train;
+      const auto check_shape = [&real](int64_t c, int64_t h, int64_t w, const std::string& what) {
+        check_image_shape(real, c, h, w, what);
+      };
+      Generator* gen = fresh_generator.get();
+      inputs.producer = [gen, binarize, check_shape](uint64_t first, int64_t n) {
+        return sample_preprocessed(*gen, first, n, binarize, check_shape);
+      };
+      inputs.first_seed = static_cast<uint64_t>(train_cfg.sub("synthetic").get_int_in("first_seed", 0, INT64_MAX));
+      synthetic.source = directory + " (fresh every epoch)";
+      const double real_fraction =
+          regime == "mixed" ? train_cfg.sub("mixed").get_double("real_fraction") : 0.0;
+      const int64_t per_epoch =
+          s.train.size(0) - static_cast<int64_t>(std::llround(real_fraction * static_cast<double>(s.train.size(0))));
+      synthetic.count = per_epoch * options.epochs;
+      logger().info("synthetic: fresh samples from {} ({}) every epoch, made in the background", directory, name);
+    } else if (regime_needs_synthetic(regime)) {
+      synthetic = load_synthetic(config, s);
+      inputs.synthetic = synthetic.images;
+    }
+    auto stream = make_training_stream(inputs, train_cfg);
+    if (dist) stream->set_shard(dist->rank(), dist->world_size());
+    const Evaluator evaluator = make_evaluator(config, s);
+
+    // Only now, with everything checked, the run folder is made (or reopened: its metrics.jsonl is
+    // cut back to the checkpoint's records).
+    std::unique_ptr<RunStore> store;
+    if (writes) {
+      store = std::make_unique<RunStore>(resume != nullptr ? RunStore::resume(dir, resume->info["metrics"])
+                                                           : RunStore::create(dir));
+      if (resume == nullptr) store->write_config(config.to_toml());
+      add_log_file(store->log_path());
+    }
+    setup_agreed = true;
+    if (dist) dist->agree("setting up the run", "");
+    logger().info("{} {}", resume != nullptr ? "resuming run" : "run folder", dir.string());
+    logger().info("model {}: {} parameters ({} in the layers touching z)", config.plugin("model"),
+                  s.params_total, s.params_latent_adjacent);
+    if (dist) {
+      logger().info("data-parallel: {} processes, {} images per process of each batch of {}", dist->world_size(),
+                    batch_size / dist->world_size(), batch_size);
+    }
+
+    Trainer trainer(*s.model, *s.likelihood, *s.backend, options, dist.get());
+    TrainResult r;
+    try {
+      r = trainer.fit(*stream, evaluator, eval_data(s), store.get(), resume);
+    } catch (...) {
+      remove_log_files();
+      throw;
+    }
+    if (!writes) return dir;  // data-parallel: rank 0 writes the results
+
+    // The last evaluation's metrics, then what describes the run.
+    nlohmann::json summary = r.last_eval;
+    for (const char* per_point : {"epoch", "seconds", "train_seconds", "images_seen", "regime"}) {
+      summary.erase(per_point);
+    }
+    if (dist) {  // data-parallel: processes that trained it, and rank 0's time in the all-reduce
+      summary["world_size"] = dist->world_size();
+      summary["allreduce_seconds"] = dist->gradient_seconds();
+    }
+    summary.update({
+        {"elbo_trained_on_nats", r.elbo_trained_on_nats},
+        {"params_total", s.params_total},
+        {"params_latent_adjacent", s.params_latent_adjacent},
+        {"params_other", s.params_total - s.params_latent_adjacent},
+        {"epochs", r.epochs},
+        {"images_seen", r.images_seen},
+        {"train_seconds", r.train_seconds},
+        {"eval_seconds", r.eval_seconds},
+        {"train_images_per_second", static_cast<double>(r.images_seen) / std::max(r.train_seconds, 1e-9)},
+        {"nonfinite_skipped_steps", r.nonfinite_skipped_steps},
+        {"checkpoint_seconds", r.checkpoint_seconds},
+        {"checkpoints_written", r.checkpoints_written},
+        {"checkpoint_bytes", r.checkpoint_bytes},
+        {"regime", regime},
+        {"synthetic_images", synthetic.count},
+        {"synthetic_source", synthetic.source},
+        {"synthetic_seconds", synthetic.seconds},
+        {"model", config.plugin("model")},
+        {"likelihood", s.likelihood->name()},
+        {"dataset", s.dataset.name},
+        {"train_size", s.dataset.train.count},
+        {"test_size", s.dataset.test.count},
+        {"backend", config.plugin("backend")},
+        {"threads", s.backend->threads()},
+        {"vaelab_version", VAELAB_VERSION},
+        {"torch_version", shim::torch_version()},
+    });
+    store->write_summary(summary);
+    write_run_grids(s, dir, static_cast<uint64_t>(train_cfg.get_int("seed")) + 7);
+    logger().info("done: ELBO train {:.2f}, test {:.2f} nats; {:.0f} images/s; results in {}",
+                  summary["elbo_train_nats"].get<double>(), summary["elbo_test_nats"].get<double>(),
+                  summary["train_images_per_second"].get<double>(), dir.string());
     remove_log_files();
+    return dir;
+  } catch (const std::exception& e) {
+    if (dist && !setup_agreed) dist->agree("setting up the run", e.what());
+    if (dist && setup_agreed) dist->report_failure(e.what());
     throw;
   }
-
-  // The last evaluation's metrics, then what describes the run.
-  nlohmann::json summary = r.last_eval;
-  for (const char* per_point : {"epoch", "seconds", "train_seconds", "images_seen", "regime"}) {
-    summary.erase(per_point);
-  }
-  summary.update({
-      {"elbo_trained_on_nats", r.elbo_trained_on_nats},
-      {"params_total", s.params_total},
-      {"params_latent_adjacent", s.params_latent_adjacent},
-      {"params_other", s.params_total - s.params_latent_adjacent},
-      {"epochs", r.epochs},
-      {"images_seen", r.images_seen},
-      {"train_seconds", r.train_seconds},
-      {"eval_seconds", r.eval_seconds},
-      {"train_images_per_second", static_cast<double>(r.images_seen) / std::max(r.train_seconds, 1e-9)},
-      {"nonfinite_skipped_steps", r.nonfinite_skipped_steps},
-      {"checkpoint_seconds", r.checkpoint_seconds},
-      {"checkpoints_written", r.checkpoints_written},
-      {"checkpoint_bytes", r.checkpoint_bytes},
-      {"regime", regime},
-      {"synthetic_images", synthetic.count},
-      {"synthetic_source", synthetic.source},
-      {"synthetic_seconds", synthetic.seconds},
-      {"model", config.plugin("model")},
-      {"likelihood", s.likelihood->name()},
-      {"dataset", s.dataset.name},
-      {"train_size", s.dataset.train.count},
-      {"test_size", s.dataset.test.count},
-      {"backend", config.plugin("backend")},
-      {"threads", s.backend->threads()},
-      {"vaelab_version", VAELAB_VERSION},
-      {"torch_version", shim::torch_version()},
-  });
-  store.write_summary(summary);
-  write_run_grids(s, dir, static_cast<uint64_t>(train_cfg.get_int("seed")) + 7);
-  logger().info("done: ELBO train {:.2f}, test {:.2f} nats; {:.0f} images/s; results in {}",
-                summary["elbo_train_nats"].get<double>(), summary["elbo_test_nats"].get<double>(),
-                summary["train_images_per_second"].get<double>(), dir.string());
-  remove_log_files();
-  return dir;
 }
 
 /// The first line where two TOML texts differ, with the [table] it is in.

@@ -18,7 +18,9 @@
 #include <vaelab/io/safetensors.hpp>
 #include <vaelab/log.hpp>
 #include <vaelab/metrics/elbo.hpp>
+#include <vaelab/torch_shim.hpp>
 #include <vaelab/train/checkpoint.hpp>
+#include <vaelab/train/distributed.hpp>
 
 namespace vaelab {
 namespace {
@@ -40,10 +42,13 @@ std::string format_duration(double seconds) {
 /// One progress line, rewritten in place on a terminal; plain log lines otherwise.
 class Progress {
  public:
-  explicit Progress(int64_t epochs) : epochs_(epochs), tty_(::isatty(STDERR_FILENO) == 1) {}
+  /// `quiet`: no output at all (a data-parallel rank other than 0).
+  Progress(int64_t epochs, bool quiet)
+      : epochs_(epochs), tty_(::isatty(STDERR_FILENO) == 1), quiet_(quiet) {}
 
   void update(int64_t epoch, double loss, double images_per_second, double eta_seconds,
               bool epoch_done) {
+    if (quiet_) return;
     if (tty_) {
       const auto now = Clock::now();
       if (!epoch_done && now - last_ < std::chrono::milliseconds(200)) return;
@@ -60,7 +65,7 @@ class Progress {
 
   /// Ends the in-place line before other output.
   void break_line() {
-    if (tty_) {
+    if (tty_ && !quiet_) {
       std::fprintf(stderr, "\r\033[K");
       std::fflush(stderr);
     }
@@ -69,14 +74,45 @@ class Progress {
  private:
   int64_t epochs_;
   bool tty_;
+  bool quiet_;
   Clock::time_point last_{};
 };
+
+/// Data-parallel: the ELBO of this process's rows [first, first + x.size(0)) of a batch of
+/// `batch_images`, with one sample of reparameterization noise drawn for the whole batch from the
+/// global generator (as elbo_terms draws it in a one-process run) and this process's rows used:
+/// every image gets the noise it gets in a one-process run, and every process's generator
+/// advances alike. An empty share still draws the noise and returns an empty tensor.
+torch::Tensor share_elbo(Model& model, const Likelihood& likelihood, const torch::Tensor& x,
+                         int64_t batch_images, int64_t first, const torch::Device& device) {
+  std::vector<int64_t> shape = {batch_images};
+  for (int64_t d : model.latent_shape()) shape.push_back(d);
+  if (x.size(0) == 0) {
+    shim::randn(shape, torch::TensorOptions().device(device), nullptr);
+    return torch::Tensor();
+  }
+  const Posterior q = model.encode(x);
+  const torch::Tensor noise = shim::randn(shape, q.mean.options(), nullptr).slice(0, first, first + x.size(0));
+  const torch::Tensor std_dev = (0.5 * q.log_var).exp();
+  const torch::Tensor z = q.mean + std_dev * noise;
+  return likelihood.log_prob(x, model.decode(z)) - gaussian_kl(q.mean, q.log_var);
+}
+
+/// What data-parallel processes exchange at the start and before each evaluation: the weights
+/// and buffers (rank 0's win).
+std::vector<torch::Tensor> module_tensors(torch::nn::Module& module) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : module.parameters(true)) out.push_back(p);
+  for (const auto& b : module.buffers(true)) out.push_back(b);
+  return out;
+}
 
 
 }  // namespace
 
-Trainer::Trainer(Model& model, const Likelihood& likelihood, Backend& backend, TrainOptions options)
-    : model_(model), likelihood_(likelihood), backend_(backend), options_(options) {
+Trainer::Trainer(Model& model, const Likelihood& likelihood, Backend& backend, TrainOptions options,
+                 Distributed* distributed)
+    : model_(model), likelihood_(likelihood), backend_(backend), options_(options), distributed_(distributed) {
   if (options_.epochs < 1) throw ConfigError("train.epochs: must be at least 1");
   if (!(options_.lr > 0)) throw ConfigError("train.lr: must be positive");
   if (options_.eval_every_epochs < 1) throw ConfigError("eval.every_epochs: must be at least 1");
@@ -88,7 +124,19 @@ Trainer::Trainer(Model& model, const Likelihood& likelihood, Backend& backend, T
 
 TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, const EvalData& eval,
                          RunStore& store, const TrainingCheckpoint* resume) {
+  return fit(stream, evaluator, eval, &store, resume);
+}
+
+TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, const EvalData& eval,
+                         RunStore* store, const TrainingCheckpoint* resume) {
   const torch::Device device = backend_.device();
+  const int64_t world_size = distributed_ != nullptr ? distributed_->world_size() : 1;
+  if (stream.shard_world() != world_size ||
+      (distributed_ != nullptr && stream.shard_rank() != distributed_->rank())) {
+    throw Error("the training stream is sharded for rank " + std::to_string(stream.shard_rank()) + " of " +
+                std::to_string(stream.shard_world()) + ", but this process is rank " +
+                std::to_string(distributed_ != nullptr ? distributed_->rank() : 0) + " of " + std::to_string(world_size));
+  }
   torch::nn::Module& module = model_.module();
   for (const auto& t : module_state(module)) {
     if (t.first.rfind(kTrainingStatePrefix, 0) == 0) {
@@ -97,8 +145,8 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
     }
   }
   torch::optim::Adam optimizer(module.parameters(), torch::optim::AdamOptions(options_.lr));
-  Progress progress(options_.epochs);
-  const fs::path checkpoint_file = store.checkpoint_path("last");
+  Progress progress(options_.epochs, store == nullptr);
+  const fs::path checkpoint_file = store != nullptr ? store->checkpoint_path("last") : fs::path();
 
   TrainResult result;
   nlohmann::json metrics = nlohmann::json::array();  // every record so far, kept in checkpoints
@@ -116,6 +164,16 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
   if (resume != nullptr) {
     const std::string source = resume->file.string();
     const nlohmann::json& info = resume->info;
+    // Data-parallel: the batches, the noise and the shares follow from the world size.
+    const int64_t written_world = info.contains("world_size") ? info["world_size"].get<int64_t>() : 1;
+    if (written_world != world_size) {
+      throw Error(source + ": written by a run of " + std::to_string(written_world) + " process" +
+                  (written_world == 1 ? "" : "es") + " (world size " + std::to_string(written_world) +
+                  "); this one has " + std::to_string(world_size) + ". Resume it with the same world size (" +
+                  (written_world == 1 ? "without --nproc or WORLD_SIZE" : "--nproc " + std::to_string(written_world) +
+                                                                            ", or WORLD_SIZE=" + std::to_string(written_world)) +
+                  ")");
+    }
     if (info["regime"] != stream.regime()) {
       throw Error(source + ": written by a " + info["regime"].dump() + " run; this run's regime is \"" +
                   stream.regime() + "\"");
@@ -172,6 +230,11 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
                   first_epoch, resume_step, global_step, result.images_seen);
   }
 
+  // ---- data-parallel: every process starts from rank 0's weights ---------------------------
+  if (distributed_ != nullptr) {
+    distributed_->broadcast_from_rank0(module_tensors(module), "the initial weights' broadcast");
+  }
+
   const auto run_start = Clock::now();
   auto last_checkpoint = Clock::now();
   // Writes the training checkpoint: `epochs_done` whole epochs, and with `in_epoch` the position in
@@ -186,6 +249,7 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
                   std::to_string(global_step) + " steps; not written to a checkpoint, " +
                   last_checkpoint_text);
     }
+    if (store == nullptr) return 0.0;  // data-parallel: only rank 0 writes
     NamedTensors tensors = module_state(module);
     std::map<std::string, torch::Tensor> state;
     nlohmann::json info = nlohmann::json::object();
@@ -213,6 +277,7 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
     info["optimizer"] = optim_info;
     info["resumes"] = resumes;
     info["epochs"] = options_.epochs;
+    info["world_size"] = world_size;
     for (auto& [name, tensor] : state) tensors.emplace_back(kTrainingStatePrefix + name, tensor);
     const int64_t epoch_number = in_epoch.is_null() ? epochs_done : epochs_done + 1;
     const std::string where = "epoch " + std::to_string(epoch_number) +
@@ -261,12 +326,33 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
     while (stream.next_batch(batch)) {
       const torch::Tensor x = batch.to(device);
       optimizer.zero_grad();
-      const ElboTerms terms = elbo_terms(model_, likelihood_, x, 1);
-      const torch::Tensor loss = -terms.elbo.mean();
-      const double loss_value = loss.item<double>();
-      loss.backward();
+      int64_t b = x.size(0);
+      double loss_value = 0;
+      if (distributed_ == nullptr) {
+        const ElboTerms terms = elbo_terms(model_, likelihood_, x, 1);
+        const torch::Tensor loss = -terms.elbo.mean();
+        loss_value = loss.item<double>();
+        loss.backward();
+      } else {
+        // ---- data-parallel step: this process's share of the batch of b images; its −ELBO sum
+        //      over b, so the gradients summed over the processes are the one-process batch's ----
+        b = stream.last_batch_size();
+        const int64_t first = b * stream.shard_rank() / stream.shard_world();
+        const torch::Tensor elbo = share_elbo(model_, likelihood_, x, b, first, device);
+        std::vector<double> sums = {0.0};
+        if (elbo.defined()) {
+          const torch::Tensor neg_sum = -elbo.sum();
+          sums[0] = neg_sum.item<double>();
+          (neg_sum / static_cast<double>(b)).backward();
+        }
+        std::vector<torch::Tensor> trained;
+        for (const auto& p : module.parameters(true)) {
+          if (p.requires_grad()) trained.push_back(p);
+        }
+        distributed_->all_reduce_gradients(trained, sums, global_step + 1);
+        loss_value = sums[0] / static_cast<double>(b);
+      }
       const std::string bad = first_nonfinite_gradient(module);
-      const int64_t b = x.size(0);
       ++step;
       ++global_step;
       result.images_seen += b;
@@ -336,6 +422,12 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
     }
     const auto eval_start = Clock::now();
     progress.break_line();
+    // Data-parallel: every process evaluates the same weights (rank 0's, buffers included) on the
+    // whole evaluation data with the same seeds, so the numbers are the same everywhere.
+    if (distributed_ != nullptr) {
+      distributed_->broadcast_from_rank0(module_tensors(module),
+                                         "the weights' broadcast before the evaluation of epoch " + std::to_string(epoch));
+    }
     nlohmann::json record = evaluator.run(evaluator.due(epoch, options_.epochs), eval);
     result.eval_seconds += seconds_since(eval_start);
     const double train_elbo = record["elbo_train_nats"].get<double>();
@@ -352,7 +444,7 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
     record["regime"] = stream.regime();
     record["train_seconds"] = result.train_seconds;
     record["seconds"] = seconds_before + seconds_since(run_start);
-    store.append_metrics(record);
+    if (store != nullptr) store->append_metrics(record);
     metrics.push_back(record);
     result.last_eval = std::move(record);
     write_checkpoint(epoch, nullptr, result.train_seconds);

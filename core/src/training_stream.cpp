@@ -56,6 +56,19 @@ void set_generator_state(at::Generator& generator, const torch::Tensor& state) {
   generator.set_state(state);
 }
 
+void TrainingStream::set_shard(int64_t rank, int64_t world) {
+  if (world < 1 || rank < 0 || rank >= world) {
+    throw Error("stream shard: rank " + std::to_string(rank) + " of " + std::to_string(world) + " is not valid");
+  }
+  shard_rank_ = rank;
+  shard_world_ = world;
+}
+
+std::pair<int64_t, int64_t> TrainingStream::share_of(int64_t n) {
+  last_batch_size_ = n;
+  return {n * shard_rank_ / shard_world_, n * (shard_rank_ + 1) / shard_world_};
+}
+
 RealDataStream::RealDataStream(torch::Tensor data, int64_t batch_size, uint64_t seed)
     : data_(std::move(data)), batch_size_(batch_size), generator_(shim::make_cpu_generator(seed)) {
   if (batch_size_ < 1) throw ConfigError("train.batch_size: must be at least 1");
@@ -71,7 +84,8 @@ bool RealDataStream::next_batch(torch::Tensor& batch) {
   const int64_t n = data_.size(0);
   if (position_ >= n) return false;
   const int64_t end = std::min(n, position_ + batch_size_);
-  batch = data_.index_select(0, order_.slice(0, position_, end));
+  const auto [first, last] = share_of(end - position_);
+  batch = data_.index_select(0, order_.slice(0, position_ + first, position_ + last));
   position_ = end;
   return true;
 }
@@ -110,7 +124,11 @@ AugmentedStream::AugmentedStream(std::string regime, torch::Tensor data, int64_t
 bool AugmentedStream::next_batch(torch::Tensor& batch) {
   torch::Tensor real;
   if (!real_.next_batch(real)) return false;
+  // The whole batch is augmented (its random draws are per batch), then this process's share
+  // kept: the same images as in a one-process run.
   batch = augment_batch(real, settings_, grid_, generator_);
+  const auto [first, last] = share_of(real.size(0));
+  if (shard_world() > 1) batch = batch.slice(0, first, last);
   return true;
 }
 
@@ -127,7 +145,14 @@ void AugmentedStream::load_state(const StreamState& state) {
 CyclingSampler::CyclingSampler(torch::Tensor data, uint64_t seed)
     : data_(std::move(data)), generator_(shim::make_cpu_generator(seed)) {}
 
-torch::Tensor CyclingSampler::take(int64_t n) {
+torch::Tensor CyclingSampler::take(int64_t n) { return select(take_indices(n)); }
+
+torch::Tensor CyclingSampler::select(const torch::Tensor& indices) const {
+  if (indices.numel() == 0) return data_.slice(0, 0, 0);
+  return data_.index_select(0, indices);
+}
+
+torch::Tensor CyclingSampler::take_indices(int64_t n) {
   std::vector<torch::Tensor> parts;
   while (n > 0) {
     if (!order_.defined() || position_ >= data_.size(0)) {
@@ -139,8 +164,8 @@ torch::Tensor CyclingSampler::take(int64_t n) {
     position_ += k;
     n -= k;
   }
-  if (parts.empty()) return data_.slice(0, 0, 0);
-  return data_.index_select(0, parts.size() == 1 ? parts[0] : torch::cat(parts));
+  if (parts.empty()) return torch::empty({0}, torch::kInt64);
+  return parts.size() == 1 ? parts[0] : torch::cat(parts);
 }
 
 void CyclingSampler::save_state(StreamState& state, const std::string& prefix) const {
@@ -250,12 +275,20 @@ bool SyntheticStream::next_batch(torch::Tensor& batch) {
   const int64_t n_real = real_until(end) - real_until(position_);
   const int64_t n_synthetic = (end - position_) - n_real;
   if (n_synthetic > 0 && !synthetic_) throw Error("SyntheticStream: begin_epoch was not called");
-  if (n_real == 0) {
-    batch = synthetic_->take(n_synthetic);
-  } else if (n_synthetic == 0) {
-    batch = real_.take(n_real);
+  // The whole batch's images are drawn (real ones first), then this process's rows selected.
+  const torch::Tensor real_indices = real_.take_indices(n_real);
+  const torch::Tensor synthetic_indices =
+      n_synthetic > 0 ? synthetic_->take_indices(n_synthetic) : torch::empty({0}, torch::kInt64);
+  const auto [first, last] = share_of(n_real + n_synthetic);
+  const torch::Tensor mine_real = real_indices.slice(0, std::min(first, n_real), std::min(last, n_real));
+  const torch::Tensor mine_synthetic =
+      synthetic_indices.slice(0, std::max<int64_t>(first - n_real, 0), std::max<int64_t>(last - n_real, 0));
+  if (mine_real.numel() == 0 && mine_synthetic.numel() > 0) {
+    batch = synthetic_->select(mine_synthetic);
+  } else if (mine_synthetic.numel() == 0) {
+    batch = real_.select(mine_real);
   } else {
-    batch = torch::cat({real_.take(n_real), synthetic_->take(n_synthetic)});
+    batch = torch::cat({real_.select(mine_real), synthetic_->select(mine_synthetic)});
   }
   real_served_ += n_real;
   position_ = end;

@@ -264,3 +264,13 @@ seed = [0, 1, 2, 3]
   INFO(report.err);
   CHECK(report.code == 0);
 }
+
+TEST_CASE("vaelab study refuses to start as one rank of a data-parallel launch", "[study]") {
+  const fs::path file = write_study("under-launcher", std::string("[study]\nname = \"under-launcher\"\n") + kTinyBase);
+  const fs::path out = work_dir() / "under-launcher-out";
+  const auto r = vaelab::testing::run_cli(work_dir(), "study '" + file.string() + "' --out '" + out.string() + "'",
+                                          "WORLD_SIZE=2 RANK=0");
+  REQUIRE(r.code != 0);
+  REQUIRE_THAT(r.err, Catch::Contains("WORLD_SIZE=2") && Catch::Contains("--shard i/n"));
+  REQUIRE_FALSE(fs::exists(out / "study.sqlite"));
+}

@@ -15,6 +15,7 @@
 
 namespace vaelab {
 
+class Distributed;
 class RunStore;
 struct TrainingCheckpoint;
 
@@ -61,21 +62,34 @@ struct TrainResult {
 /// Adam state, random states, the stream's position, counters, the metrics so far) written to
 /// checkpoints/last.safetensors; also every options.checkpoint interval, mid-epoch included.
 /// Only finite weights are ever written.
+///
+/// Data-parallel (docs/distributed.md): with `distributed`, the stream must be sharded
+/// (TrainingStream::set_shard) by the same rank and world size. Every step each process computes
+/// the −ELBO of its share of the batch, summed and divided by the whole batch's size, with noise
+/// drawn for the whole batch (so each image gets the noise it would get in a one-process run);
+/// the gradients are summed over the processes (all-reduced) and every process takes the same
+/// Adam step. Evaluation runs on every process alike; only the process that writes results
+/// (rank 0) writes metrics and checkpoints.
 class Trainer {
  public:
-  Trainer(Model& model, const Likelihood& likelihood, Backend& backend, TrainOptions options);
+  Trainer(Model& model, const Likelihood& likelihood, Backend& backend, TrainOptions options,
+          Distributed* distributed = nullptr);
   /// With `resume`, the model, optimizer, stream and global random state are first restored from
   /// it and training continues where it was written: on the CPU with deterministic kernels the
   /// final weights equal an uninterrupted run's bit for bit. The stream must be built from the
   /// same inputs as the run that wrote it.
   TrainResult fit(TrainingStream& stream, const Evaluator& evaluator, const EvalData& eval,
                   RunStore& store, const TrainingCheckpoint* resume = nullptr);
+  /// The same; `store` null = this process writes nothing (a data-parallel rank other than 0).
+  TrainResult fit(TrainingStream& stream, const Evaluator& evaluator, const EvalData& eval,
+                  RunStore* store, const TrainingCheckpoint* resume);
 
  private:
   Model& model_;
   const Likelihood& likelihood_;
   Backend& backend_;
   TrainOptions options_;
+  Distributed* distributed_;
 };
 
 }  // namespace vaelab

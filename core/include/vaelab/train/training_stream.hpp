@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <ATen/core/Generator.h>
 #include <nlohmann/json.hpp>
@@ -51,6 +52,27 @@ class TrainingStream {
   virtual void save_state(StreamState& state) const = 0;
   /// Restores save_state's output. Throws vaelab::Error naming a missing or mismatched key.
   virtual void load_state(const StreamState& state) = 0;
+
+  /// Data-parallel training (docs/distributed.md): every process draws the same batches as a
+  /// one-process run (same seeds, same order), and from now on next_batch serves only rows
+  /// [b·rank/world, b·(rank+1)/world) of each batch of b images, so the processes' shares never
+  /// overlap and together are the one-process batch. The state (save_state) is the whole
+  /// stream's, the same on every process. Default: rank 0 of 1, the whole batch.
+  void set_shard(int64_t rank, int64_t world);
+  int64_t shard_rank() const { return shard_rank_; }
+  int64_t shard_world() const { return shard_world_; }
+  /// Images in the whole batch (all processes together) of which the last next_batch served
+  /// this process's share; with one process, the batch's own size.
+  int64_t last_batch_size() const { return last_batch_size_; }
+
+ protected:
+  /// Rows [first, second) of a batch of `n` images that are this process's share; records n.
+  std::pair<int64_t, int64_t> share_of(int64_t n);
+
+ private:
+  int64_t shard_rank_ = 0;
+  int64_t shard_world_ = 1;
+  int64_t last_batch_size_ = 0;
 };
 
 /// Normal training: the real training set, reshuffled every epoch by a generator seeded with
@@ -102,6 +124,9 @@ class CyclingSampler {
  public:
   CyclingSampler(torch::Tensor data, uint64_t seed);
   torch::Tensor take(int64_t n);
+  /// The indices take(n) would select (advancing the same way), and a selection of them.
+  torch::Tensor take_indices(int64_t n);
+  torch::Tensor select(const torch::Tensor& indices) const;
   int64_t size() const { return data_.size(0); }
   /// The shape of one item.
   at::IntArrayRef sample_shape() const { return data_.sizes().slice(1); }
