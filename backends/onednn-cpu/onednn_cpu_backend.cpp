@@ -16,12 +16,21 @@ namespace {
 
 using onednn::Precision;
 
-// Measured on the 2-core development machine, shared with other jobs (load 3-5), with the paper
-// MLP's dense layers (forward + backward, batch 128; `test-onednn-cpu "[.bench-threads]"`):
-// 1 thread 13-17 ms/step, 2 threads 68-216 ms/step (f32; bf16 alike). OpenMP's spinning barriers
-// stall whenever the other core is taken; with OMP_WAIT_POLICY=passive 2 threads still lost
-// (18 against 13 ms). So by default: one thread.
-constexpr int kMeasuredDefaultThreads = 1;
+// Threads, measured with `vaelab bench` on the idle 2-core development machine (ratios to
+// torch-cpu; vae-mlp, vae-conv, IWAE, diffusion sampling):
+//   everything on 1 thread                                   1.03  0.78  0.74  1.08
+//   large primitives on 2, ATen's intra-op work on 1          1.31  0.84  1.66  1.11
+//   large primitives and ATen's intra-op work on 2, BLAS 1    1.19  1.39  1.48  0.86
+// vae-conv's likelihood and batch statistics are large element-wise ATen work that gains from a
+// second thread; diffusion sampling's many small element-wise ops lose to it (0.68-0.86 on two
+// intra-op threads, 1.11 on one, with the layers unchanged). Training is what vaelab spends its
+// time on, so: `threads` for ATen's intra-op work and for the layers' large primitives, one thread
+// for primitives whose largest argument is under kSmallPrimitiveBytes, and OpenBLAS (only ATen's
+// products outside the layers) on one thread, since OpenMP threads spinning beside BLAS threads
+// halve the throughput (torch-cpu's measurement). On a machine shared with other jobs, spinning
+// OpenMP barriers stall (2 threads: 68-216 ms per MLP step against 13-17 ms for one): set
+// threads = 1 there.
+constexpr int kBlasThreads = 1;
 
 const char* activation_name(Activation a) { return a == Activation::relu ? "relu" : "none"; }
 
@@ -204,7 +213,7 @@ OnednnCpuBackend::OnednnCpuBackend(const ConfigTable& config) {
   const auto threads = static_cast<int>(config.get_int_in("threads", 0, 4096));
   interop_threads_ = static_cast<int>(config.get_int_in("interop_threads", 1, 4096));
   const auto capacity = config.get_int_in("cache_capacity", 16, 1 << 20);
-  threads_ = threads > 0 ? threads : kMeasuredDefaultThreads;
+  threads_ = threads > 0 ? threads : available_cpus();
   if (precision == "bf16" && !onednn::native_bf16()) {
     throw ConfigError(config.key_path("precision") +
                       ": bf16 needs a CPU with native bfloat16 instructions (AVX512-BF16 or AMX); oneDNN " +
@@ -212,11 +221,12 @@ OnednnCpuBackend::OnednnCpuBackend(const ConfigTable& config) {
                       ". Use precision = \"f32\"");
   }
   runtime_ = c10::make_intrusive<onednn::Runtime>(precision == "bf16" ? Precision::bf16 : Precision::f32,
-                                                  static_cast<size_t>(capacity));
+                                                  static_cast<size_t>(capacity), threads_);
 }
 
 void OnednnCpuBackend::apply_threads() {
-  // oneDNN runs on OpenMP here: at::set_num_threads sets OpenMP's count, which its primitives use.
+  // ATen's intra-op (OpenMP) threads for the work outside the layers; the layers' primitives set
+  // their own count around each call (onednn_ops.cpp, execute).
   at::set_num_threads(threads_);
   try {
     at::set_num_interop_threads(interop_threads_);
@@ -224,7 +234,7 @@ void OnednnCpuBackend::apply_threads() {
     // Only settable once per process, before inter-op work starts; keep what is there.
   }
   // ATen's own matrix products outside the layers use OpenBLAS: as many threads, not more.
-  if (!set_blas_threads(threads_)) {
+  if (!set_blas_threads(kBlasThreads)) {
     sdk::log().debug("OpenBLAS not found in the process; BLAS threads left as they are");
   }
 }
@@ -282,7 +292,8 @@ std::shared_ptr<Layer> OnednnCpuBackend::batch_norm2d(const BatchNormOptions& o)
 }
 
 std::string OnednnCpuBackend::describe() const {
-  return "cpu, " + std::to_string(threads_) + " intra-op threads (OpenMP, shared by oneDNN), precision " +
+  return "cpu, " + std::to_string(threads_) + " threads (ATen intra-op and large oneDNN primitives; small "
+         "primitives 1), " + std::to_string(kBlasThreads) + " OpenBLAS thread, precision " +
          onednn::precision_name(runtime_->precision) + ", oneDNN " + onednn::onednn_version() + " (ISA " +
          onednn::effective_isa_name() + "), primitive cache: " + std::to_string(runtime_->cache.misses()) +
          " created, " + std::to_string(runtime_->cache.size()) + " held";

@@ -1,5 +1,8 @@
 #include "onednn_ops.hpp"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cstring>
 #include <unordered_map>
 #include <utility>
@@ -73,14 +76,23 @@ Cached<P> make_entry(const Op& op, const char* what, const MakePd& make_pd) {
   }
 }
 
+/// Runs a primitive with the runtime's threads when it is large, else in the calling thread
+/// (OpenMP's thread count is set around the call and put back, so ATen's work keeps its own).
 void execute(const Op& op, const dnnl::primitive& p, const Args& args) {
+  size_t largest = 0;
+  for (const auto& arg : args) largest = std::max(largest, arg.second.get_desc().get_size());
+  const int want = largest < kSmallPrimitiveBytes ? 1 : op.rt->threads;
+  const int before = omp_get_max_threads();
+  if (want != before) omp_set_num_threads(want);
   try {
     dnnl::stream& stream = thread_stream();
     p.execute(stream, args);
     stream.wait();
   } catch (const dnnl::error& e) {
+    if (want != before) omp_set_num_threads(before);
     throw Error(op.label + ": oneDNN primitive failed (" + std::string(e.what()) + ")");
   }
+  if (want != before) omp_set_num_threads(before);
 }
 
 /// A contiguous float32 tensor's values as bfloat16 (a oneDNN reorder into a new tensor).

@@ -103,10 +103,19 @@ class PrimitiveCache {
 /// The state a backend instance shares with its layers and their autograd nodes (held by
 /// intrusive pointer so a graph outlives the layer that built it safely).
 struct Runtime : torch::CustomClassHolder {
-  Runtime(Precision p, size_t cache_capacity) : precision(p), cache(cache_capacity) {}
+  Runtime(Precision p, size_t cache_capacity, int primitive_threads)
+      : precision(p), cache(cache_capacity), threads(primitive_threads) {}
   const Precision precision;
   PrimitiveCache cache;
+  /// OpenMP threads a large primitive runs with; a small one runs in the calling thread
+  /// (kSmallPrimitiveBytes).
+  const int threads;
 };
+
+/// A primitive whose largest argument is smaller than this runs in one thread: below it, waking
+/// and joining a second OpenMP thread costs more than it saves (the diffusion denoiser's 64×256
+/// products, for one).
+constexpr size_t kSmallPrimitiveBytes = size_t{512} << 10;
 
 using RuntimePtr = c10::intrusive_ptr<Runtime>;
 

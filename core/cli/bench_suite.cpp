@@ -204,6 +204,14 @@ int bench_suite(const BenchOptions& options) {
       try {
         std::map<std::string, std::string> set;
         if (has_precision) set["precision"] = "\"" + precision + "\"";
+        for (const std::string& word : options.sets) {
+          const size_t dot = word.find('.');
+          const size_t eq = word.find('=');
+          if (dot == std::string::npos || eq == std::string::npos || eq < dot) {
+            throw ConfigError("bench --set " + word + ": expected BACKEND.KEY=VALUE, e.g. onednn-cpu.threads=2");
+          }
+          if (word.substr(0, dot) == name) set[word.substr(dot + 1, eq - dot - 1)] = word.substr(eq + 1);
+        }
         t->instance = registry.create<Backend>(name, plugin_config(registry, VL_PLUGIN_KIND_BACKEND, name, set));
       } catch (const Error& e) {
         logger().info("bench: {} {} cannot run here: {}", name, precision, e.what());

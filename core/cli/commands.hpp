@@ -14,6 +14,7 @@ struct BenchOptions {
   bool quick = false;   ///< tiny workloads, one repeat: checks the machinery, not the machine
   int repeats = 5;      ///< measurements per line (the median is reported)
   std::vector<std::string> backends;  ///< empty = every backend that can run here
+  std::vector<std::string> sets;      ///< "BACKEND.KEY=VALUE" (TOML value) overriding a backend's default
 };
 /// `vaelab bench`: the GEMM peak and every backend's throughput, as ratios (bench_suite.cpp).
 int bench_suite(const BenchOptions& options);

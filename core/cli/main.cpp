@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
   bench->add_flag("--quick", bench_options.quick, "tiny workloads (checks that every line runs)");
   bench->add_option("--repeats", bench_options.repeats, "measurements per line (median)")->capture_default_str();
   bench->add_option("--backend", bench_options.backends, "only this backend besides torch-cpu (repeatable)");
+  bench->add_option("--set", bench_options.sets, "BACKEND.KEY=VALUE: a backend setting (repeatable), e.g. onednn-cpu.threads=2");
   CLI::App* bench_threads = bench->add_subcommand(
       "threads", "Training steps/s for each intra-op × BLAS thread setting, as ratios to 1×1");
   bench_threads->add_option("config", bench_config, "run config (TOML)")->required();
