@@ -6,6 +6,8 @@
 
 #include <vaelab/error.hpp>
 
+#include "layer_checks.hpp"
+
 namespace vaelab::aten_layers {
 namespace {
 
@@ -32,25 +34,8 @@ void require_positive(const std::string& what, int64_t value, const std::string&
   if (value < 1) throw Error(what + ": " + name + " must be positive, got " + std::to_string(value));
 }
 
-/// Refuses sizes ATen would only reject at the first forward (or not at all).
 void check_conv(const std::string& backend, const Conv2dOptions& o, bool transposed) {
-  const std::string what = backend + (transposed ? " conv_transpose2d" : " conv2d");
-  const auto require = [&](bool ok, const std::string& message) {
-    if (!ok) throw Error(what + ": " + message);
-  };
-  require(o.in_channels >= 1 && o.out_channels >= 1,
-          "channels must be positive, got in " + std::to_string(o.in_channels) + ", out " +
-              std::to_string(o.out_channels));
-  require(o.kernel_size >= 1, "kernel_size must be positive, got " + std::to_string(o.kernel_size));
-  require(o.stride >= 1, "stride must be positive, got " + std::to_string(o.stride));
-  require(o.padding >= 0, "padding must not be negative, got " + std::to_string(o.padding));
-  if (transposed) {
-    require(o.output_padding >= 0 && o.output_padding < o.stride,
-            "output_padding must be in [0, stride), got " + std::to_string(o.output_padding));
-  } else {
-    require(o.output_padding == 0,
-            "output_padding is for transposed convolutions only, got " + std::to_string(o.output_padding));
-  }
+  backend_checks::check_conv(o, backend + (transposed ? " conv_transpose2d" : " conv2d"), transposed);
 }
 
 /// y = act(x Wᵀ + b).

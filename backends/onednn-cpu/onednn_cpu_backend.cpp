@@ -9,6 +9,7 @@
 #include <vaelab/plugin.hpp>
 #include <vaelab/threads.hpp>
 
+#include "layer_checks.hpp"
 #include "onednn_ops.hpp"
 
 namespace vaelab::plugins {
@@ -156,23 +157,8 @@ class BatchNormLayer final : public Layer {
 
 /// Refuses sizes the primitives cannot take, naming the layer.
 void check_conv(const Conv2dOptions& o, const std::string& label, bool transposed) {
-  const auto require = [&](bool ok, const std::string& message) {
-    if (!ok) throw Error(label + ": " + message);
-  };
   require_known_activation(o.activation, label);
-  require(o.in_channels >= 1 && o.out_channels >= 1,
-          "channels must be positive, got in " + std::to_string(o.in_channels) + ", out " +
-              std::to_string(o.out_channels));
-  require(o.kernel_size >= 1, "kernel_size must be positive, got " + std::to_string(o.kernel_size));
-  require(o.stride >= 1, "stride must be positive, got " + std::to_string(o.stride));
-  require(o.padding >= 0, "padding must not be negative, got " + std::to_string(o.padding));
-  if (transposed) {
-    require(o.output_padding >= 0 && o.output_padding < o.stride,
-            "output_padding must be in [0, stride), got " + std::to_string(o.output_padding));
-  } else {
-    require(o.output_padding == 0,
-            "output_padding is for transposed convolutions only, got " + std::to_string(o.output_padding));
-  }
+  backend_checks::check_conv(o, label, transposed);
 }
 
 std::string conv_label(const Conv2dOptions& o, bool transposed) {
