@@ -15,6 +15,7 @@
 #include <vaelab/train/session.hpp>
 
 #include "commands.hpp"
+#include "gemm_peak.hpp"
 
 namespace vaelab::cli {
 
@@ -60,10 +61,6 @@ int bench_threads(const std::string& config_file, const std::vector<std::string>
       rates[i].push_back(static_cast<double>(steps * batch.size(0)) / seconds);
     }
   }
-  const auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   const double reference = median(rates[0]);
   std::printf("model %s, batch %ld, %d steps x %d repeats, %d CPUs; reference = 1 intra-op x 1 BLAS thread\n",
               config.plugin("model").c_str(), static_cast<long>(batch.size(0)), steps, repeats, cpus);

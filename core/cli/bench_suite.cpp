@@ -38,11 +38,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 /// A plugin's defaults with some keys replaced (values given as TOML literals).
 std::string plugin_config(const Registry& registry, vl_plugin_kind kind, const std::string& name,
                           const std::map<std::string, std::string>& set) {

@@ -2,10 +2,19 @@
 // The machine's matrix-product peak through oneDNN's matmul: the reference `vaelab bench`
 // measures every training figure against. No torch here.
 
+#include <algorithm>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace vaelab::cli {
+
+/// The median of `values` (the upper one of the two middle values for an even count); the benches
+/// report medians of repeats because this machine is shared and noisy.
+inline double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
 
 struct GemmPeak {
   double gflops = 0;   ///< the best median over the sizes tried

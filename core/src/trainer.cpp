@@ -231,6 +231,10 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
   }
 
   // ---- data-parallel: every process starts from rank 0's weights ---------------------------
+  std::vector<torch::Tensor> trained;  // the parameters whose gradients are all-reduced each step
+  for (const auto& p : module.parameters(true)) {
+    if (p.requires_grad()) trained.push_back(p);
+  }
   if (distributed_ != nullptr) {
     distributed_->broadcast_from_rank0(module_tensors(module), "the initial weights' broadcast");
   }
@@ -344,10 +348,6 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
           const torch::Tensor neg_sum = -elbo.sum();
           sums[0] = neg_sum.item<double>();
           (neg_sum / static_cast<double>(b)).backward();
-        }
-        std::vector<torch::Tensor> trained;
-        for (const auto& p : module.parameters(true)) {
-          if (p.requires_grad()) trained.push_back(p);
         }
         distributed_->all_reduce_gradients(trained, sums, global_step + 1);
         loss_value = sums[0] / static_cast<double>(b);

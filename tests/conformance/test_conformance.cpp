@@ -300,7 +300,7 @@ void require_kind_passes(const std::string& kind, const std::set<std::string>& e
 }  // namespace
 
 TEST_CASE("the conformance kit passes every built-in backend", "[conformance]") {
-  require_kind_passes("backend", {"torch-cpu", "torch-cuda"});
+  require_kind_passes("backend", {"torch-cpu", "onednn-cpu", "torch-cuda"});
 }
 
 TEST_CASE("the conformance kit passes every built-in model and the plugin template", "[conformance]") {
