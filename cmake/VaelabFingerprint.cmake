@@ -1,5 +1,5 @@
 # The build fingerprint: everything that must agree between the host and a plugin before a C++
-# object may cross the boundary (DESIGN.md §3): the ABI major version, the compiler and its major
+# object may cross the boundary (docs/architecture.md, "The plugin boundary"): the ABI major version, the compiler and its major
 # version, _GLIBCXX_USE_CXX11_ABI, the LibTorch version and flags that change the layout of
 # standard or torch types.
 #

@@ -1,4 +1,4 @@
-// The run config loader (core/src/config.cpp) as RunConfig::resolve drives it: parse the user's
+// The run config loader (core/src/plugin/config.cpp) as RunConfig::resolve drives it: parse the user's
 // TOML, validate it against the framework schema (core/defaults.toml) with the plugins' tables
 // open, merge the defaults in, validate and merge each plugin table against a plugin schema, apply
 // --set overrides, then write the resolved config out and read it back, as a run folder's

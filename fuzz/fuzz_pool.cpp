@@ -1,4 +1,4 @@
-// The sample pool reader (core/src/pool.cpp): PoolReader on a file holding the input, then every
+// The sample pool reader (core/src/io/pool.cpp): PoolReader on a file holding the input, then every
 // accessor over the whole pool, as the synthetic training stream and `vaelab score` use it.
 
 #include <vaelab/io/pool.hpp>

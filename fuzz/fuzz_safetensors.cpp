@@ -1,4 +1,4 @@
-// The checkpoint reader (core/src/safetensors.cpp): load_safetensors on a file holding the input,
+// The checkpoint reader (core/src/io/safetensors.cpp): load_safetensors on a file holding the input,
 // with its metadata. The reader allocates each tensor with LibTorch as it parses the header, so the
 // target links LibTorch (uninstrumented; the reader's own code is).
 

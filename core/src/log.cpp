@@ -1,11 +1,14 @@
 #include <vaelab/log.hpp>
 
+#include <algorithm>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -45,6 +48,24 @@ std::vector<spdlog::sink_ptr>& file_sinks() {
   static std::vector<spdlog::sink_ptr> sinks;
   return sinks;
 }
+std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt>& capture_sink() {
+  static std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink;
+  return sink;
+}
+
+constexpr const char* kFilePattern = "[%Y-%m-%d %H:%M:%S.%e %l] %v";
+constexpr size_t kCaptureLines = 10000;
+
+/// Detaches the capture sink (the caller holds file_sinks_mutex()); returns what it kept.
+std::vector<std::string> end_capture() {
+  auto& capture = capture_sink();
+  if (!capture) return {};
+  auto& sinks = logger().sinks();
+  sinks.erase(std::remove(sinks.begin(), sinks.end(), capture), sinks.end());
+  std::vector<std::string> lines = capture->last_formatted();
+  capture.reset();
+  return lines;
+}
 
 }  // namespace
 
@@ -63,16 +84,31 @@ void set_log_level(std::string_view level) {
   host_struct().log_level = to_vl_level(parsed);
 }
 
-void add_log_file(const std::filesystem::path& file) {
-  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(file.string());
-  sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e %l] %v");
+void begin_log_capture() {
   const std::lock_guard<std::mutex> lock(file_sinks_mutex());
+  end_capture();
+  capture_sink() = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(kCaptureLines);
+  capture_sink()->set_pattern(kFilePattern);
+  logger().sinks().push_back(capture_sink());
+}
+
+void add_log_file(const std::filesystem::path& file) {
+  const std::lock_guard<std::mutex> lock(file_sinks_mutex());
+  const std::vector<std::string> captured = end_capture();
+  if (!captured.empty()) {
+    std::ofstream out(file, std::ios::app | std::ios::binary);
+    for (const auto& line : captured) out << line;
+    if (!out) throw Error(file.string() + ": cannot write the log");
+  }
+  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(file.string());
+  sink->set_pattern(kFilePattern);
   logger().sinks().push_back(sink);
   file_sinks().push_back(sink);
 }
 
 void remove_log_files() {
   const std::lock_guard<std::mutex> lock(file_sinks_mutex());
+  end_capture();
   auto& sinks = logger().sinks();
   for (const auto& sink : file_sinks()) {
     sink->flush();

@@ -15,6 +15,7 @@
 
 #include <vaelab/backend.hpp>
 #include <vaelab/error.hpp>
+#include <vaelab/gen/pixels.hpp>
 #include <vaelab/io/run_store.hpp>
 #include <vaelab/io/safetensors.hpp>
 #include <vaelab/plugin.hpp>
@@ -298,10 +299,7 @@ void DiffusionGenerator::fit_pca(const torch::Tensor& pixels) {
 }
 
 torch::Tensor DiffusionGenerator::to_space(const ImageSet& images) const {
-  const torch::Tensor bytes = torch::from_blob(const_cast<uint8_t*>(images.pixels.data()),
-                                               {images.count, images.channels, images.height, images.width},
-                                               torch::kUInt8);
-  const torch::Tensor x = (bytes.to(torch::kFloat32) / 127.5 - 1).to(device());
+  const torch::Tensor x = bytes_to_signed_unit(pixel_tensor(images)).to(device());
   if (arch_.space == "pixel") return x;
   return (x.reshape({images.count, -1}) - pca_mean_).mm(pca_components_.t()) / pca_scale_;
 }
@@ -309,8 +307,7 @@ torch::Tensor DiffusionGenerator::to_space(const ImageSet& images) const {
 std::vector<uint8_t> DiffusionGenerator::to_pixels(const torch::Tensor& z) const {
   torch::Tensor x = z;
   if (arch_.space == "pca") x = (z * pca_scale_).mm(pca_components_) + pca_mean_;
-  const torch::Tensor bytes =
-      ((x.to(torch::kCPU, torch::kFloat32) + 1) * 127.5).round().clamp(0, 255).to(torch::kUInt8).contiguous();
+  const torch::Tensor bytes = signed_unit_to_bytes(x);
   return std::vector<uint8_t>(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
 }
 
@@ -374,9 +371,7 @@ void DiffusionGenerator::fit(const ImageSet& train, const FitBudget& budget, con
   if (!net_) {
     image_shape_ = shape;
     if (arch_.space == "pca") {
-      const torch::Tensor bytes = torch::from_blob(const_cast<uint8_t*>(train.pixels.data()),
-                                                   {train.count, train.image_bytes()}, torch::kUInt8);
-      fit_pca(bytes.to(torch::kFloat32) / 127.5 - 1);
+      fit_pca(bytes_to_signed_unit(pixel_tensor(train)).reshape({train.count, train.image_bytes()}));
     }
     build_networks();
   } else if (image_shape_ != shape) {

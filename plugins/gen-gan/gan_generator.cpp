@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <vaelab/error.hpp>
+#include <vaelab/gen/pixels.hpp>
 #include <vaelab/io/run_store.hpp>
 #include <vaelab/io/safetensors.hpp>
 #include <vaelab/plugin.hpp>
@@ -214,9 +215,7 @@ void GanGenerator::fit(const ImageSet& train, const FitBudget& budget,
   if (checkpoints) fs::create_directories(budget.checkpoint_directory);
 
   // The images stay uint8 on the CPU; each batch is converted and moved on its own.
-  const torch::Tensor images =
-      torch::from_blob(const_cast<uint8_t*>(train.pixels.data()),
-                       {train.count, train.channels, train.height, train.width}, torch::kUInt8);
+  const torch::Tensor images = pixel_tensor(train);
   const torch::Device device = backend_->device();
   generator_->train();
   discriminator_->train();
@@ -233,7 +232,7 @@ void GanGenerator::fit(const ImageSet& train, const FitBudget& budget,
     const torch::Tensor index = at::randint(train.count, {settings_.batch_size}, gen,
                                             torch::TensorOptions().dtype(torch::kLong));
     const torch::Tensor real =
-        images.index_select(0, index).to(torch::kFloat32).div(127.5).sub(1.0).to(device);
+        bytes_to_signed_unit(images.index_select(0, index)).to(device);
     const torch::Tensor z = shim::randn({settings_.batch_size, settings_.latent},
                                         torch::TensorOptions().device(device), &gen);
     const double loss = train_step(real, z);
@@ -285,8 +284,7 @@ ImageSet GanGenerator::sample(int64_t n, uint64_t first_seed) {
       z[i].copy_(at::randn({settings_.latent}, gen, torch::TensorOptions().dtype(torch::kFloat32)));
     }
     const torch::Tensor x = net.forward(z.to(device)).to(torch::kCPU);
-    const torch::Tensor bytes =
-        x.add(1.0).mul(127.5).round().clamp(0, 255).to(torch::kUInt8).contiguous();
+    const torch::Tensor bytes = signed_unit_to_bytes(x);
     std::memcpy(out.pixels.data() + begin * out.image_bytes(), bytes.data_ptr<uint8_t>(),
                 static_cast<size_t>(count * out.image_bytes()));
   }

@@ -13,6 +13,7 @@
 
 #include <vaelab/backend.hpp>
 #include <vaelab/error.hpp>
+#include <vaelab/gen/pixels.hpp>
 #include <vaelab/io/run_store.hpp>
 #include <vaelab/plugin.hpp>
 #include <vaelab/torch_shim.hpp>
@@ -186,12 +187,7 @@ void TorchScriptGenerator::fit(const ImageSet& train, const FitBudget& budget,
   image_shape_ = shape;
   const int64_t b = std::min<int64_t>(train.count, 2);
   const torch::Tensor examples =
-      torch::from_blob(const_cast<uint8_t*>(train.pixels.data()),
-                       {b, train.channels, train.height, train.width}, torch::kUInt8)
-          .to(torch::kFloat32)
-          .div(127.5)
-          .sub(1.0)
-          .to(backend_->device());
+      bytes_to_signed_unit(pixel_tensor(train).slice(0, 0, b)).to(backend_->device());
   try {
     check(examples);
   } catch (...) {
@@ -309,12 +305,7 @@ ImageSet TorchScriptGenerator::sample(int64_t n, uint64_t first_seed) {
       if (!unit_range_) images = images.add(1.0).div(2.0);
     }
     if (kind_ == "denoiser") images = images.add(1.0).div(2.0);
-    const torch::Tensor bytes = images.to(torch::kCPU, torch::kFloat32)
-                                    .mul(255.0)
-                                    .round()
-                                    .clamp(0, 255)
-                                    .to(torch::kUInt8)
-                                    .contiguous();
+    const torch::Tensor bytes = unit_to_bytes(images);
     std::memcpy(out.pixels.data() + begin * out.image_bytes(), bytes.data_ptr<uint8_t>(),
                 static_cast<size_t>(count * out.image_bytes()));
   }

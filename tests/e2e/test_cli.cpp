@@ -161,7 +161,18 @@ TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it",
 
   REQUIRE(fs::file_size(run / "checkpoints" / "last.safetensors") > 4 * static_cast<uintmax_t>(enc + dec));
   REQUIRE_THAT(slurp(run / "config.toml"), Contains("hidden = [ 512, 512 ]") && Contains("train_size = 512"));
-  REQUIRE_THAT(slurp(run / "train.log"), Contains("epoch 2: ELBO train"));
+  // train.log holds every line of the run, those logged before its folder existed included, in order.
+  const std::string log = slurp(run / "train.log");
+  REQUIRE_THAT(log, Contains("epoch 2: ELBO train"));
+  const size_t backend_line = log.find("] backend ");
+  const size_t data_line = log.find(" train / ");
+  const size_t folder_line = log.find("] run folder ");
+  REQUIRE(backend_line != std::string::npos);
+  REQUIRE(data_line != std::string::npos);
+  REQUIRE(folder_line != std::string::npos);
+  REQUIRE(backend_line < data_line);
+  REQUIRE(data_line < folder_line);
+  REQUIRE(folder_line < log.find("epoch 2: ELBO train"));
 
   // eval: the checkpoint reproduces the final numbers.
   const Result e = run_vaelab("eval '" + run.string() + "' --json");

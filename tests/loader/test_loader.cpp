@@ -1,4 +1,4 @@
-// Loader tests (DESIGN.md §3, STYLE.md "Tests that keep a loader honest"): every refusal
+// Loader tests (docs/architecture.md, "The plugin boundary"): every refusal
 // category has a tiny deliberately broken plugin in fixtures/, and a test here asserting its
 // exact category and the text of its message. The good fixtures, one of each kind, show what an
 // accepted plugin looks like; the ABI layout tripwires fail the build when the C envelope moves.

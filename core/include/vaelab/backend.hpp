@@ -57,7 +57,7 @@ struct BatchNormOptions {
   Activation activation = Activation::none;  ///< applied after the normalization
 };
 
-/// A compute backend plugin (DESIGN.md §4): where tensors live, how many threads compute, and a
+/// A compute backend plugin (docs/architecture.md, "The interfaces"): where tensors live, how many threads compute, and a
 /// layer factory so models are written once and run on every backend.
 class Backend {
  public:

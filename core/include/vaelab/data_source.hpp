@@ -41,7 +41,7 @@ struct Dataset {
   std::vector<SourceFile> files;
 };
 
-/// A dataset plugin (DESIGN.md §4). Made by the plugin's `create` from its config table.
+/// A dataset plugin (docs/architecture.md, "The interfaces"). Made by the plugin's `create` from its config table.
 /// `open` reads and validates its input: a malformed file is a vaelab::Error naming the path and
 /// the byte offset, never a crash or an absurd allocation.
 class DataSource {

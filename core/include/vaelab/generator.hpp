@@ -25,7 +25,7 @@ struct FitBudget {
 /// checkpoints, if asked to, and returns normally).
 using FitProgress = std::function<bool(int64_t, int64_t, double)>;
 
-/// A synthetic-data generator plugin (DESIGN.md §4): fitted to a training split, saved, and
+/// A synthetic-data generator plugin (docs/architecture.md, "The interfaces"): fitted to a training split, saved, and
 /// sampled with one seed per image so image i is reproducible alone, whatever the batch size.
 ///
 /// Life cycle, as the host drives it: create(config) → attach(backend) → either fit(train, ...)

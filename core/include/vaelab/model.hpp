@@ -28,7 +28,7 @@ struct Posterior {
   torch::Tensor log_var;
 };
 
-/// A VAE plugin (DESIGN.md §4). Made by `create` from its config table, then built once with
+/// A VAE plugin (docs/architecture.md, "The interfaces"). Made by `create` from its config table, then built once with
 /// build(); the prior is N(0, I) and the likelihood is the host's (core/likelihood.hpp).
 class Model {
  public:

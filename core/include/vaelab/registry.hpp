@@ -76,7 +76,7 @@ struct PluginDeleter {
 template <class Interface>
 using PluginPtr = std::unique_ptr<Interface, PluginDeleter<Interface>>;
 
-/// Finds, checks and loads plugin libraries (DESIGN.md §3). Libraries are loaded
+/// Finds, checks and loads plugin libraries (docs/architecture.md, "The plugin boundary"). Libraries are loaded
 /// RTLD_NOW | RTLD_LOCAL after their entry symbol was found without loading them, and are never
 /// unloaded, even after the registry is gone.
 class Registry {

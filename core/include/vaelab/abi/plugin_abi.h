@@ -1,4 +1,4 @@
-/* vaelab plugin ABI: the C envelope every plugin library exposes (DESIGN.md §3).
+/* vaelab plugin ABI: the C envelope every plugin library exposes (docs/architecture.md, "The plugin boundary").
  *
  * Versioning rules
  * - Every struct starts with `struct_size`; a reader never reads past the size the writer set.

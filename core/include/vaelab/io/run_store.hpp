@@ -17,7 +17,7 @@ void write_file_atomic(const std::filesystem::path& file, const std::string& con
 /// be made (an unwritable or read-only folder), and changes nothing.
 void check_writable(const std::filesystem::path& file);
 
-/// A run directory (DESIGN.md §5): config.toml (resolved), metrics.jsonl (one JSON object per
+/// A run directory (docs/architecture.md, "The run folder"): config.toml (resolved), metrics.jsonl (one JSON object per
 /// evaluation), summary.json, checkpoints/ and the run's log. This is where a run's numbers are
 /// written.
 class RunStore {

@@ -32,7 +32,7 @@ const std::vector<std::string>& metric_names();
 /// Checks a list of metric names; throws ConfigError naming an unknown one (with a suggestion).
 void check_metric_names(const std::vector<std::string>& names);
 
-/// Runs the measurements of DESIGN.md §1 ("Evaluator") with the settings of the run config's
+/// Runs the measurements of docs/architecture.md (stage "evaluation") with the settings of the run config's
 /// [eval] table, and returns them as JSON under the keys summary.json and metrics.jsonl use:
 /// elbo_train_nats, elbo_test_nats, generalization_gap_nats, log_likelihood_*_nats, kl_*_nats,
 /// bits_per_dim_{train,test} (discrete likelihoods only), iwae_test_nats, iwae_bits_per_dim_test,

@@ -3,7 +3,7 @@
 // reduction of training metrics, in one place. The trainer calls it at a few marked points; a run
 // with one process never makes one.
 //
-// No c10d or Gloo header is included here: they stay in core/src/distributed.cpp.
+// No c10d or Gloo header is included here: they stay in core/src/train/distributed.cpp.
 
 #include <chrono>
 #include <cstdint>

@@ -1,7 +1,11 @@
 #pragma once
+// Stage 2 of a run, the session (docs/architecture.md): data source → dataset → subsets →
+// preprocessing, and the model built on a backend.
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -11,11 +15,11 @@
 #include <vaelab/metrics/evaluator.hpp>
 #include <vaelab/model.hpp>
 #include <vaelab/registry.hpp>
-#include <vaelab/train/run.hpp>
+#include <vaelab/train/run_config.hpp>
 
 namespace vaelab {
 
-/// Everything a run needs, made from a resolved config in the order of DESIGN.md §1: backend
+/// Everything a run needs, made from a resolved config in the order of docs/architecture.md: backend
 /// (threads applied), likelihood, data source → Dataset → subsets → preprocessed tensors, model
 /// (seeded, built through the backend's layer factory, on the backend's device).
 struct Session {
@@ -51,5 +55,21 @@ OpenedData open_dataset(const RunConfig& config);
 
 /// What an evaluation point measures in this session.
 EvalData eval_data(const Session& session);
+
+/// The run's evaluator: the session's model and likelihood with the [eval] settings, seeded by
+/// train.seed.
+Evaluator make_evaluator(const RunConfig& config, Session& session);
+
+/// The Preprocess step: stored 8-bit images → float [N, C, H, W] in [0, 1] ({0, 1} with
+/// binarize = "threshold"); continuous images (ImageSet::values) are taken as they are. A copy.
+torch::Tensor to_float_images(const ImageSet& images, const std::string& binarize);
+
+/// The same for images [first, first + count) of `images`.
+torch::Tensor to_float_range(const ImageSet& images, int64_t first, int64_t count,
+                             const std::string& binarize);
+
+/// The same for `count` 8-bit images at `pixels` (C×H×W bytes each, read, not kept).
+torch::Tensor bytes_to_float(const uint8_t* pixels, int64_t count, int64_t channels, int64_t height,
+                             int64_t width, const std::string& binarize);
 
 }  // namespace vaelab

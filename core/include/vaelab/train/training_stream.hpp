@@ -33,7 +33,7 @@ struct StreamState {
 torch::Tensor generator_state(const at::Generator& generator);
 void set_generator_state(at::Generator& generator, const torch::Tensor& state);
 
-/// Where training batches come from (DESIGN.md §1): the training regime. One effective epoch is
+/// Where training batches come from (docs/architecture.md, stage "training stream"): the training regime. One effective epoch is
 /// |D_train| images, whatever the regime.
 class TrainingStream {
  public:

@@ -1,3 +1,4 @@
+// Training stream: where every batch comes from, per regime (real, augmented, synthetic, mixed).
 #include <vaelab/train/training_stream.hpp>
 
 #include <algorithm>
@@ -56,6 +57,38 @@ void set_generator_state(at::Generator& generator, const torch::Tensor& state) {
   generator.set_state(state);
 }
 
+namespace {
+
+/// A shuffled pass over n items (RealDataStream, CyclingSampler): the generator that draws each
+/// pass's order, the current order (undefined before the first pass) and the position in it,
+/// under `prefix`.
+void save_shuffle(StreamState& state, const std::string& prefix, const at::Generator& generator,
+                  const torch::Tensor& order, int64_t position) {
+  state.tensors[prefix + "generator"] = generator_state(generator);
+  if (order.defined()) state.tensors[prefix + "order"] = order.clone();
+  state.values[prefix + "position"] = position;
+}
+
+void load_shuffle(const StreamState& state, const std::string& prefix, int64_t n, at::Generator& generator,
+                  torch::Tensor& order, int64_t& position) {
+  set_generator_state(generator, state.tensor(prefix + "generator"));
+  const auto it = state.tensors.find(prefix + "order");
+  if (it != state.tensors.end()) {
+    check_order(it->second, n, prefix + "order");
+    order = it->second.clone();
+  } else {
+    order = torch::Tensor();
+  }
+  position = state.integer(prefix + "position");
+  // A position inside a pass needs that pass's order.
+  if (position < 0 || position > n || (position > 0 && !order.defined())) {
+    throw Error("stream state: '" + prefix + "position' = " + std::to_string(position) +
+                " is outside this run's " + std::to_string(n) + " images");
+  }
+}
+
+}  // namespace
+
 void TrainingStream::set_shard(int64_t rank, int64_t world) {
   if (world < 1 || rank < 0 || rank >= world) {
     throw Error("stream shard: rank " + std::to_string(rank) + " of " + std::to_string(world) + " is not valid");
@@ -91,25 +124,11 @@ bool RealDataStream::next_batch(torch::Tensor& batch) {
 }
 
 void RealDataStream::save_state(StreamState& state, const std::string& prefix) const {
-  state.tensors[prefix + "generator"] = generator_state(generator_);
-  if (order_.defined()) state.tensors[prefix + "order"] = order_.clone();
-  state.values[prefix + "position"] = position_;
+  save_shuffle(state, prefix, generator_, order_, position_);
 }
 
 void RealDataStream::load_state(const StreamState& state, const std::string& prefix) {
-  set_generator_state(generator_, state.tensor(prefix + "generator"));
-  const auto it = state.tensors.find(prefix + "order");
-  if (it != state.tensors.end()) {
-    check_order(it->second, data_.size(0), prefix + "order");
-    order_ = it->second.clone();
-  } else {
-    order_ = torch::Tensor();
-  }
-  position_ = state.integer(prefix + "position");
-  if (position_ < 0 || position_ > data_.size(0) || (position_ > 0 && !order_.defined())) {
-    throw Error("stream state: '" + prefix + "position' = " + std::to_string(position_) +
-                " is outside this run's " + std::to_string(data_.size(0)) + " images");
-  }
+  load_shuffle(state, prefix, data_.size(0), generator_, order_, position_);
 }
 
 AugmentedStream::AugmentedStream(std::string regime, torch::Tensor data, int64_t batch_size,
@@ -169,25 +188,11 @@ torch::Tensor CyclingSampler::take_indices(int64_t n) {
 }
 
 void CyclingSampler::save_state(StreamState& state, const std::string& prefix) const {
-  state.tensors[prefix + "generator"] = generator_state(generator_);
-  if (order_.defined()) state.tensors[prefix + "order"] = order_.clone();
-  state.values[prefix + "position"] = position_;
+  save_shuffle(state, prefix, generator_, order_, position_);
 }
 
 void CyclingSampler::load_state(const StreamState& state, const std::string& prefix) {
-  set_generator_state(generator_, state.tensor(prefix + "generator"));
-  const auto it = state.tensors.find(prefix + "order");
-  if (it != state.tensors.end()) {
-    check_order(it->second, data_.size(0), prefix + "order");
-    order_ = it->second.clone();
-  } else {
-    order_ = torch::Tensor();
-  }
-  position_ = state.integer(prefix + "position");
-  if (position_ < 0 || position_ > data_.size(0)) {
-    throw Error("stream state: '" + prefix + "position' = " + std::to_string(position_) +
-                " is outside this run's " + std::to_string(data_.size(0)) + " images");
-  }
+  load_shuffle(state, prefix, data_.size(0), generator_, order_, position_);
 }
 
 SyntheticStream::SyntheticStream(std::string regime, torch::Tensor real, torch::Tensor synthetic,

@@ -1,3 +1,4 @@
+// Plugin machinery: the plugin kinds by name.
 #include <vaelab/plugin_kind.hpp>
 
 namespace vaelab {

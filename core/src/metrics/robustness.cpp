@@ -1,3 +1,4 @@
+// Evaluation: the robustness gap G_r under an L∞ PGD attack on the encoder.
 #include <vaelab/metrics/robustness.hpp>
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Plugin machinery: TOML parsing, schema validation against defaults.toml, merging, --set.
 #include <vaelab/config.hpp>
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Evaluation: the amortization gap G_a (per-image optimized posteriors against the encoder's).
 #include <vaelab/metrics/amortization.hpp>
 
 #include <limits>

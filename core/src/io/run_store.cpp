@@ -1,3 +1,4 @@
+// Results: the run folder (config.toml, metrics.jsonl, summary.json, checkpoints/, train.log).
 #include <vaelab/io/run_store.hpp>
 
 #include <fcntl.h>

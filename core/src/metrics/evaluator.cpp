@@ -1,3 +1,4 @@
+// Evaluation: the Evaluator runs the configured metrics at each evaluation point of a run.
 #include <vaelab/clock.hpp>
 #include <vaelab/metrics/evaluator.hpp>
 

@@ -1,3 +1,4 @@
+// Generators: `vaelab generator check`, samples against held-out images (C2ST, nearest neighbours).
 #include <vaelab/gen/check.hpp>
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Training stream: the augmentations of the augment-naive and augment-tuned regimes.
 #include <vaelab/train/augment.hpp>
 
 #include <cmath>

@@ -1,3 +1,4 @@
+// Evaluation: the ELBO and its terms (log-likelihood, KL) per image, Monte Carlo over z.
 #include <vaelab/metrics/elbo.hpp>
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Evaluation: the importance-weighted bound (IWAE), the log-likelihood estimate.
 #include <vaelab/metrics/iwae.hpp>
 
 #include <cmath>

@@ -1,3 +1,4 @@
+// Generators: EDM preconditioning, training noise and loss weight, and the Heun sampler.
 #include <vaelab/gen/edm.hpp>
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Plugin machinery: finding, checking and loading plugin libraries (Boost.DLL).
 #include <vaelab/registry.hpp>
 
 // Boost 1.74's library_info.hpp uses std::vector and std::string without including them.

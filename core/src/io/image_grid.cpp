@@ -1,3 +1,4 @@
+// Results: PNG grids of images (samples.png, reconstructions.png).
 #include <vaelab/io/image_grid.hpp>
 
 #include <algorithm>

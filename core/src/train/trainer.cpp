@@ -1,3 +1,4 @@
+// Training: the Trainer's loop over the stream's batches, evaluation schedule, checkpoints.
 #include <vaelab/clock.hpp>
 #include <vaelab/train/trainer.hpp>
 

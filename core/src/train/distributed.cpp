@@ -1,3 +1,4 @@
+// Training: data-parallel training over c10d (rendezvous, bucketed gradient all-reduce, failure).
 #include <vaelab/train/distributed.hpp>
 
 #include <arpa/inet.h>

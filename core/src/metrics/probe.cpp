@@ -1,3 +1,4 @@
+// Evaluation: the representation probes (logistic regression on the encoder's posterior means).
 #include <vaelab/metrics/probe.hpp>
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Results: checkpoints as safetensors files, readable from Python.
 #include <vaelab/io/safetensors.hpp>
 
 #include <cstring>

@@ -1,0 +1,148 @@
+// Stage 1 of a run, the run config (docs/architecture.md): the user's TOML checked against
+// core/defaults.toml and merged with it, each plugin found and its [*.config] table checked
+// against and merged with the plugin's own defaults.toml, `backend.plugin = "auto"` resolved, and
+// --set overrides applied. What comes out is what a run writes to its config.toml.
+#include <vaelab/train/run_config.hpp>
+
+#include <algorithm>
+#include <sstream>
+
+#include <vaelab/backend.hpp>
+#include <vaelab/build_info.h>
+#include <vaelab/error.hpp>
+#include <vaelab/log.hpp>
+#include <vaelab_core_defaults.h>
+
+namespace fs = std::filesystem;
+
+namespace vaelab {
+namespace {
+
+struct PluginSection {
+  const char* section;
+  vl_plugin_kind kind;
+};
+constexpr PluginSection kPluginSections[] = {
+    {"data", VL_PLUGIN_KIND_DATA_SOURCE},
+    {"model", VL_PLUGIN_KIND_MODEL},
+    {"backend", VL_PLUGIN_KIND_BACKEND},
+    {"generator", VL_PLUGIN_KIND_GENERATOR},  // optional: plugin = "" means none
+};
+
+bool is_plugin_key(const std::string& key) {
+  for (const auto& s : kPluginSections) {
+    if (key.rfind(std::string(s.section) + ".config.", 0) == 0) return true;
+  }
+  return false;
+}
+
+/// `backend.plugin = "auto"`: the accepted backend with the highest probe preference (torch-cuda,
+/// then onednn-cpu, then torch-cpu) that can be created here with its defaults. The choice is
+/// written into the resolved config (the run's config.toml names the backend that ran).
+std::string choose_backend(const Registry& registry) {
+  std::vector<const PluginRecord*> candidates;
+  for (const auto& r : registry.records()) {
+    if (r.ok() && r.kind == VL_PLUGIN_KIND_BACKEND) candidates.push_back(&r);
+  }
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const PluginRecord* a, const PluginRecord* b) { return a->preference > b->preference; });
+  std::string passed_over;
+  for (const PluginRecord* r : candidates) {
+    try {
+      registry.create<Backend>(r->name, r->defaults_toml);
+      logger().info("backend plugin = \"auto\": {}{}", r->name,
+                    passed_over.empty() ? "" : " (passed over: " + passed_over + ")");
+      return r->name;
+    } catch (const Error& e) {
+      passed_over += (passed_over.empty() ? "" : "; ") + r->name + ": " + e.what();
+    }
+  }
+  throw ConfigError("backend.plugin = \"auto\": no backend can run here" +
+                    (passed_over.empty() ? std::string(" (none was found)") : ": " + passed_over));
+}
+
+}  // namespace
+
+std::string_view core_defaults_toml() { return VAELAB_CORE_DEFAULTS_TOML; }
+
+RunConfig RunConfig::load(const fs::path& file, const std::vector<std::string>& overrides) {
+  return resolve(read_toml_file(file), overrides);
+}
+
+RunConfig RunConfig::resolve(const toml::table& user, const std::vector<std::string>& overrides) {
+  const toml::table schema = parse_toml(core_defaults_toml(), "core/defaults.toml");
+  std::vector<std::string> open_tables;
+  for (const auto& s : kPluginSections) open_tables.push_back(std::string(s.section) + ".config");
+  validate_against_schema(user, schema, "", open_tables);
+
+  std::vector<Override> framework_overrides;
+  std::vector<Override> plugin_overrides;
+  for (const auto& o : overrides) {
+    Override parsed = parse_override(o);
+    (is_plugin_key(parsed.key) ? plugin_overrides : framework_overrides).push_back(parsed);
+  }
+
+  RunConfig config;
+  config.table_ = merge_tables(schema, user);
+  for (const auto& o : framework_overrides) apply_override(config.table_, schema, o);
+
+  const ConfigTable plugins(*config.table_["plugins"].as_table(), "plugins");
+  config.registry_ =
+      std::make_shared<Registry>(Registry::search_path(plugins.get_string_array("paths")));
+
+  // Each plugin's table: checked against and merged with the plugin's own defaults.toml.
+  toml::table full_schema = schema;
+  for (const auto& s : kPluginSections) {
+    toml::table& section = *config.table_[s.section].as_table();
+    std::string name = *section["plugin"].value<std::string>();
+    if (name == "auto" && s.kind == VL_PLUGIN_KIND_BACKEND) {
+      name = choose_backend(*config.registry_);
+      section.insert_or_assign("plugin", name);
+    }
+    if (name.empty() && s.kind == VL_PLUGIN_KIND_GENERATOR) {
+      const toml::table* given = section["config"].as_table();
+      if (given != nullptr && !given->empty()) {
+        throw ConfigError(source_of(*given) + ": generator.config is set but generator.plugin is empty");
+      }
+      continue;
+    }
+    const PluginRecord& record = config.registry_->find(s.kind, name);
+    const toml::table plugin_schema =
+        parse_toml(record.defaults_toml, name + "/defaults.toml");
+    const toml::table* user_table = section["config"].as_table();
+    const toml::table empty;
+    const toml::table& given = user_table != nullptr ? *user_table : empty;
+    try {
+      validate_against_schema(given, plugin_schema, std::string(s.section) + ".config");
+    } catch (const ConfigError& e) {
+      throw ConfigError(std::string(e.what()) + " (plugin " + name + "; its keys: vaelab plugins show " + name + ")");
+    }
+    section.insert_or_assign("config", merge_tables(plugin_schema, given));
+    full_schema[s.section].as_table()->insert_or_assign("config", plugin_schema);
+  }
+  for (const auto& o : plugin_overrides) apply_override(config.table_, full_schema, o);
+  return config;
+}
+
+ConfigTable RunConfig::section(std::string_view key) const {
+  const toml::table* t = table_[key].as_table();
+  if (t == nullptr) throw ConfigError(std::string(key) + ": missing section");
+  return ConfigTable(*t, std::string(key));
+}
+
+std::string RunConfig::plugin(std::string_view section_name) const {
+  return section(section_name).get_string("plugin");
+}
+
+std::string RunConfig::plugin_config(std::string_view section_name) const {
+  return section(section_name).sub("config").to_toml();
+}
+
+std::string RunConfig::to_toml() const {
+  std::ostringstream out;
+  out << "# Resolved by vaelab " << VAELAB_VERSION << ": defaults merged, overrides applied.\n"
+      << format_toml(table_) << "\n";
+  return out.str();
+}
+
+}  // namespace vaelab
