@@ -19,6 +19,7 @@
 
 #include <vaelab/backend.hpp>
 #include <vaelab/config.hpp>
+#include <vaelab/cpu.hpp>
 #include <vaelab/data_source.hpp>
 #include <vaelab/generator.hpp>
 #include <vaelab/likelihood.hpp>
@@ -74,7 +75,19 @@ struct Workload {
   std::vector<double> rates;
   std::shared_ptr<Phases> phases;  ///< training lines: where a step's time goes (a separate pass)
   std::function<void()> profile;   ///< runs the workload once more with `phases` timing on
+  /// Bytes Adam must move per image trained: 28 per parameter per step (f32 Adam reads the
+  /// parameter, its gradient and both moments and writes back three) over the batch. 0 = no limit.
+  double optimizer_bytes_per_image = 0;
 };
+
+/// Bytes f32 Adam moves per parameter per step.
+constexpr double kAdamBytesPerParameter = 28;
+
+int64_t parameter_count(torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
 
 /// Exact matrix-product FLOPs of one training step per image of an MLP VAE: each dense layer
 /// [out, in] costs 2·in·out forward, 2·in·out for its weight gradient and 2·in·out for its input
@@ -177,6 +190,9 @@ int bench_suite(const BenchOptions& options) {
     }
   }
 
+  // The third reference: how fast memory moves, for the optimizer's share of a training step.
+  const double bandwidth_gb_per_s = measure_triad_bandwidth(available_cpus(), repeats, quick);
+
   // ---- The backends that can run here, each in each precision it offers -------------------------
   std::vector<std::unique_ptr<Target>> targets;
   for (const std::string name : {"torch-cpu", "onednn-cpu", "torch-cuda"}) {
@@ -240,6 +256,9 @@ int bench_suite(const BenchOptions& options) {
     work.push_back({"vae-mlp-train", &t, [mlp, mlp_steps, &backend] { return train_steps(*mlp, mlp_steps, backend); },
                     mlp_training_flops(mlp->model->module(), 32 * 32), {}, mlp_phases,
                     [mlp, mlp_steps, &backend, mlp_phases] { train_steps(*mlp, mlp_steps, backend, mlp_phases.get()); }});
+    work.back().optimizer_bytes_per_image = kAdamBytesPerParameter *
+                                            static_cast<double>(parameter_count(mlp->model->module())) /
+                                            static_cast<double>(mlp->batch.size(0));
 
     auto conv = std::make_shared<ModelSetup>(make_model(registry, "vae-conv", {{"n_c", "64"}}, backend, "mol", 3,
                                                         32, conv_batch));
@@ -321,6 +340,7 @@ int bench_suite(const BenchOptions& options) {
                            {"images_per_second", ips},
                            {"gflops", nullptr},
                            {"fraction_of_peak", nullptr},
+                           {"fraction_of_limit", nullptr},
                            {"ratio_vs_torch_cpu", ips / reference.at(w.benchmark)}};
     if (w.phases && w.phases->steps > 0) {
       const double n = static_cast<double>(w.phases->steps);
@@ -333,7 +353,15 @@ int bench_suite(const BenchOptions& options) {
       line["gflops"] = gflops;
       line["flops_per_image"] = w.flops_per_image;
       const auto p = peak_gflops.find(w.target->precision);
-      if (p != peak_gflops.end() && w.target->instance->device().is_cpu()) line["fraction_of_peak"] = gflops / p->second;
+      if (p != peak_gflops.end() && w.target->instance->device().is_cpu()) {
+        line["fraction_of_peak"] = gflops / p->second;
+        // The memory-aware limit: the products at the GEMM peak plus the optimizer's bytes at the
+        // triad bandwidth, one after the other.
+        const double limit_seconds_per_image =
+            w.flops_per_image / (p->second * 1e9) + w.optimizer_bytes_per_image / (bandwidth_gb_per_s * 1e9);
+        line["limit_images_per_second"] = 1.0 / limit_seconds_per_image;
+        line["fraction_of_limit"] = ips * limit_seconds_per_image;
+      }
     }
     results.push_back(line);
   }
@@ -343,6 +371,11 @@ int bench_suite(const BenchOptions& options) {
                         {"quick", quick},
                         {"cpus", available_cpus()},
                         {"onednn", onednn_description()},
+                        {"isa", onednn_isa()},
+                        {"memory_bandwidth_gb_per_s", bandwidth_gb_per_s},
+                        {"cpu_isa", cpu_isa_name(cpu_features())},
+                        {"blas_core", blas_core_name()},
+                        {"blas", blas_kernels_report()},
                         {"reference", "torch-cpu f32 on the same benchmark line"}};
   if (options.json) {
     std::cout << out.dump(2) << "\n";
@@ -352,8 +385,11 @@ int bench_suite(const BenchOptions& options) {
               peak["f32"].is_null() ? "n/a" : std::to_string(static_cast<int>(peak["f32"].get<double>())).c_str(),
               peak["bf16"].is_null() ? "n/a" : std::to_string(static_cast<int>(peak["bf16"].get<double>())).c_str(),
               onednn_description().c_str());
-  std::printf("%-17s %-11s %-5s %12s %9s %8s %8s\n", "benchmark", "backend", "prec", "images/s", "GFLOP/s",
-              "of peak", "vs torch");
+  std::printf("memory bandwidth (triad, median): %.1f GB/s; CPU %s; %s\n", bandwidth_gb_per_s,
+              cpu_isa_name(cpu_features()).c_str(), blas_kernels_report().c_str());
+  // "of peak": the products alone at the GEMM peak; "of limit": products and the optimizer's bytes.
+  std::printf("%-17s %-11s %-5s %12s %9s %8s %9s %8s\n", "benchmark", "backend", "prec", "images/s", "GFLOP/s",
+              "of peak", "of limit", "vs torch");
   for (const auto& line : results) {
     const auto fmt = [](const nlohmann::json& v, const char* f) {
       if (v.is_null()) return std::string("-");
@@ -361,12 +397,13 @@ int bench_suite(const BenchOptions& options) {
       std::snprintf(buf, sizeof buf, f, v.get<double>());
       return std::string(buf);
     };
-    std::printf("%-17s %-11s %-5s %12.1f %9s %8s %7.2fx\n", line["benchmark"].get<std::string>().c_str(),
+    const auto percent = [&fmt](const nlohmann::json& v) {
+      return v.is_null() ? std::string("-") : fmt(v.get<double>() * 100, "%.0f%%");
+    };
+    std::printf("%-17s %-11s %-5s %12.1f %9s %8s %9s %7.2fx\n", line["benchmark"].get<std::string>().c_str(),
                 line["backend"].get<std::string>().c_str(), line["precision"].get<std::string>().c_str(),
                 line["images_per_second"].get<double>(), fmt(line["gflops"], "%.1f").c_str(),
-                line["fraction_of_peak"].is_null()
-                    ? "-"
-                    : fmt(line["fraction_of_peak"].get<double>() * 100, "%.0f%%").c_str(),
+                percent(line["fraction_of_peak"]).c_str(), percent(line["fraction_of_limit"]).c_str(),
                 line["ratio_vs_torch_cpu"].get<double>());
   }
   std::printf("\nwhere a training step's time goes (ms per step: forward+loss / backward / Adam):\n");

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include <dnnl.hpp>
@@ -79,10 +82,51 @@ std::optional<GemmPeak> measure_gemm_peak(const std::string& precision, int repe
   return best;
 }
 
+std::string onednn_isa() { return isa_name(dnnl::get_effective_cpu_isa()); }
+
 std::string onednn_description() {
   const dnnl_version_t* v = dnnl_version();
   return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
          std::to_string(v->patch) + ", " + isa_name(dnnl::get_effective_cpu_isa());
+}
+
+double measure_triad_bandwidth(int threads, int repeats, bool quick) {
+  const int64_t n = (quick ? int64_t{4} : int64_t{32}) << 20;
+  threads = std::max(1, threads);
+  // Not std::vector: its value-initialization would touch every page from this thread alone.
+  const std::unique_ptr<float[]> a(new float[static_cast<size_t>(n)]);
+  const std::unique_ptr<float[]> b(new float[static_cast<size_t>(n)]);
+  const std::unique_ptr<float[]> c(new float[static_cast<size_t>(n)]);
+  const auto on_threads = [threads, n](const std::function<void(int64_t, int64_t)>& part) {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back(part, n * t / threads, n * (t + 1) / threads);
+    }
+    for (auto& th : pool) th.join();
+  };
+  float* pa = a.get();
+  float* pb = b.get();
+  float* pc = c.get();
+  on_threads([pa, pb, pc](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      pa[i] = 0;
+      pb[i] = 1.0f + static_cast<float>(i % 5);
+      pc[i] = 0.5f;
+    }
+  });
+  std::vector<double> rates;
+  for (int r = 0; r < std::max(1, repeats) * 3; ++r) {
+    const float s = 1.0f + 0.25f * static_cast<float>(r % 3);
+    const auto start = std::chrono::steady_clock::now();
+    on_threads([pa, pb, pc, s](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) pa[i] = pb[i] + s * pc[i];
+    });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    rates.push_back(12.0 * static_cast<double>(n) / seconds / 1e9);
+  }
+  // Read a result, so that no pass can be left out.
+  if (pa[n - 1] < 0) rates.push_back(0);
+  return median(rates);
 }
 
 }  // namespace vaelab::cli

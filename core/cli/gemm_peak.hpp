@@ -30,4 +30,13 @@ std::optional<GemmPeak> measure_gemm_peak(const std::string& precision, int repe
 /// oneDNN's version and the instruction set it dispatches to, e.g. "oneDNN 2.6.3, avx512_core_bf16".
 std::string onednn_description();
 
+/// The ISA oneDNN dispatches to here, e.g. "avx512_core_amx".
+std::string onednn_isa();
+
+/// Memory bandwidth in GB/s (10^9 bytes) of a STREAM-like triad a[i] = b[i] + s·c[i] over three
+/// float arrays far larger than the caches (3 × 128 MiB; 3 × 16 MiB with `quick`), split over
+/// `threads` threads, each touching its own part first. Counts 12 bytes per element (two reads, one
+/// write), as STREAM does. Median over `repeats` × 3 passes.
+double measure_triad_bandwidth(int threads, int repeats, bool quick);
+
 }  // namespace vaelab::cli

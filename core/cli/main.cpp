@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <vaelab/build_info.h>
+#include <vaelab/cpu.hpp>
 #include <vaelab/error.hpp>
 #include <vaelab/log.hpp>
 #include <vaelab/train/distributed.hpp>
@@ -31,11 +32,16 @@ std::string first_line(const std::string& text) { return text.substr(0, text.fin
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything computes: OpenBLAS's generic kernels on a CPU it does not know are replaced
+  // by restarting with OPENBLAS_CORETYPE (core/include/vaelab/cpu.hpp).
+  vaelab::ensure_blas_kernels(argv);
   CLI::App app{"vaelab: train, evaluate and study variational autoencoders"};
   app.set_version_flag("--version", std::string("vaelab ") + VAELAB_VERSION +
                                         "\nplugin ABI " + std::to_string(VL_ABI_VERSION_MAJOR) +
                                         "." + std::to_string(VL_ABI_VERSION_MINOR) +
-                                        "\nbuild fingerprint " + VAELAB_BUILD_FINGERPRINT);
+                                        "\nbuild fingerprint " + VAELAB_BUILD_FINGERPRINT +
+                                        "\nCPU " + vaelab::cpu_isa_name(vaelab::cpu_features()) + "; " +
+                                        vaelab::blas_kernels_report());
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();

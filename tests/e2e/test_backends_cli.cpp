@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <vaelab/cpu.hpp>
+
 #include "cli_runner.hpp"
 
 namespace fs = std::filesystem;
@@ -76,6 +78,17 @@ TEST_CASE("every backend that runs here reaches torch-cpu's test ELBO on the pap
     REQUIRE(gap_of_gain(f32, reference, untrained) < 0.005);
   }
   SECTION("onednn-cpu bf16: within 1 % of the gain (bfloat16 products, float32 weights)") {
+    const vaelab::CpuFeatures cpu = vaelab::cpu_features();
+    if (!cpu.avx512_bf16 && !cpu.amx_bf16) {
+      // onednn-cpu refuses bf16 without native bfloat16 instructions, naming the ISA (checked).
+      const auto r = run_vaelab("train '" VAELAB_TEST_EXAMPLES "/fmnist-mlp.toml' --out '" +
+                                (work_dir() / "onednn-bf16").string() +
+                                "' --set backend.plugin=onednn-cpu --set backend.config.precision=bf16");
+      REQUIRE(r.code != 0);
+      REQUIRE_THAT(r.err, Contains("precision") && Contains("f32"));
+      WARN("this CPU (" << vaelab::cpu_isa_name(cpu) << ") has no native bfloat16: bf16 training not compared");
+      return;
+    }
     const json bf16 = train_on("onednn-bf16", "--set backend.plugin=onednn-cpu --set backend.config.precision=bf16");
     INFO("torch-cpu " << reference["elbo_test_nats"] << ", onednn-cpu bf16 " << bf16["elbo_test_nats"]);
     REQUIRE(gap_of_gain(bf16, reference, untrained) < 0.01);
@@ -99,6 +112,10 @@ TEST_CASE("vaelab bench --json --quick prints the peak and every benchmark line"
   const json out = json::parse(r.out);
   REQUIRE(out["gemm_peak_gflops"]["f32"].get<double>() > 0);
   REQUIRE(out["gemm_peak_gflops"].contains("bf16"));
+  // What the figures were measured with, and the memory reference of the limit.
+  REQUIRE(out["memory_bandwidth_gb_per_s"].get<double>() > 0);
+  REQUIRE_FALSE(out["isa"].get<std::string>().empty());
+  REQUIRE(out.contains("blas_core"));
   std::set<std::string> lines;
   for (const auto& line : out["results"]) {
     const std::string key = line["benchmark"].get<std::string>() + " " + line["backend"].get<std::string>() + " " +
@@ -110,6 +127,18 @@ TEST_CASE("vaelab bench --json --quick prints the peak and every benchmark line"
       // The paper MLP's exact training FLOPs per image (see bench_suite.cpp): 6·Σ in·out − 2·1024·512.
       REQUIRE(line["flops_per_image"].get<double>() == Approx(8536064.0));
       REQUIRE(line["gflops"].get<double>() == Approx(line["images_per_second"].get<double>() * 8536064.0 / 1e9));
+      // The memory-aware limit: 8,536,064 FLOPs at the peak plus Adam's 28 bytes per parameter
+      // (1,600,544 of them) over the batch of 128 at the triad bandwidth.
+      const std::string precision = line["precision"].get<std::string>();
+      if (!out["gemm_peak_gflops"][precision].is_null()) {
+        const double seconds = 8536064.0 / (out["gemm_peak_gflops"][precision].get<double>() * 1e9) +
+                               28.0 * 1600544.0 / 128.0 / (out["memory_bandwidth_gb_per_s"].get<double>() * 1e9);
+        REQUIRE(line["limit_images_per_second"].get<double>() == Approx(1.0 / seconds));
+        REQUIRE(line["fraction_of_limit"].get<double>() == Approx(line["images_per_second"].get<double>() * seconds));
+        REQUIRE(line["fraction_of_limit"].get<double>() > line["fraction_of_peak"].get<double>());  // a longer step
+      }
+    } else {
+      REQUIRE(line["fraction_of_limit"].is_null());
     }
   }
   for (const std::string benchmark : {"vae-mlp-train", "vae-conv-train", "iwae-eval", "diffusion-sample"}) {

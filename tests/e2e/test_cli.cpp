@@ -149,6 +149,11 @@ TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it",
     REQUIRE(finite_number(summary[key]));
   }
   REQUIRE(summary["epochs"] == 2);
+  // What the run computed with.
+  REQUIRE(summary["backend"] == "torch-cpu");
+  REQUIRE_THAT(summary["backend_description"].get<std::string>(), Contains("f32"));
+  REQUIRE_FALSE(summary["cpu_isa"].get<std::string>().empty());
+  REQUIRE(summary.contains("blas_core"));
   REQUIRE(summary["images_seen"] == 1024);
   REQUIRE(summary["train_size"] == 512);
   // 1024→512→512→2·16 and 16→512→512→1024, weights and biases.

@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include <vaelab/build_info.h>
+#include <vaelab/cpu.hpp>
 #include <vaelab/error.hpp>
 #include <vaelab/gen/pixels.hpp>
 #include <vaelab/io/image_grid.hpp>
@@ -203,6 +204,9 @@ fs::path run_training(const RunConfig& config, const fs::path& dir, const Traini
         {"test_size", s.dataset.test.count},
         {"backend", config.plugin("backend")},
         {"threads", s.backend->threads()},
+        {"backend_description", s.backend->describe()},
+        {"cpu_isa", cpu_isa_name(cpu_features())},
+        {"blas_core", blas_core_name()},
         {"vaelab_version", VAELAB_VERSION},
         {"torch_version", shim::torch_version()},
     });

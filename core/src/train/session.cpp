@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include <vaelab/cpu.hpp>
 #include <vaelab/error.hpp>
 #include <vaelab/log.hpp>
 
@@ -71,6 +72,7 @@ Session open_session(const RunConfig& config, bool preprocess) {
   s.backend = registry.create<Backend>(config.plugin("backend"), config.plugin_config("backend"));
   s.backend->apply_threads();
   logger().info("backend {}: {}", config.plugin("backend"), s.backend->describe());
+  logger().info("CPU {}; {}", cpu_isa_name(cpu_features()), blas_kernels_report());
 
   // Likelihood and preprocessing settings are checked before the data is read.
   s.likelihood = make_likelihood(config.section("likelihood"));
