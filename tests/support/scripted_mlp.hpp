@@ -70,11 +70,11 @@ inline torch::jit::Module scripted_mlp(const MlpShape& s, const std::map<std::st
     linear.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
     torch::jit::Module dense("Dense_" + layer.name);
     dense.register_module("linear", linear);
-    dense.define("def forward(self, x):\n    return self.linear(x)\n");
+    dense.define("def forward(self, x):\n    return self.linear.forward(x)\n");
     vae.register_module(layer.name, dense);
     decoding = decoding || layer.name == "decoder_in";
-    const std::string step = layer.relu ? "    h = torch.relu(self." + layer.name + "(h))\n"
-                                        : "    h = self." + layer.name + "(h)\n";
+    const std::string step = layer.relu ? "    h = torch.relu(self." + layer.name + ".forward(h))\n"
+                                        : "    h = self." + layer.name + ".forward(h)\n";
     (decoding ? decode : encode) += step;
   }
   encode += "    parts = torch.chunk(h, 2, 1)\n    return parts[0], parts[1]\n";

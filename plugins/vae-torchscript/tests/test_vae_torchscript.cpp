@@ -166,15 +166,17 @@ TEST_CASE("vae-torchscript: trained from vae-mlp's initial weights, the scripted
     REQUIRE(torch::equal(value, *reference.model->module().named_parameters().find(name)));
   }
   const vaelab::BernoulliLikelihood likelihood;
+  // Four batches of striped images, cycled: something to learn.
   torch::manual_seed(5);
-  const torch::Tensor data = torch::rand({40, 32, 1, 32, 32}).gt(0.6).to(torch::kFloat32);
+  const torch::Tensor stripes = torch::arange(32).remainder(torch::randint(2, 6, {4, 32, 1, 1, 1})).lt(1);
+  const torch::Tensor data = stripes.expand({4, 32, 1, 32, 32}).to(torch::kFloat32);
   const auto train = [&](vaelab::Model& model) {
     torch::optim::Adam adam(model.module().parameters(), torch::optim::AdamOptions(1e-3));
     std::vector<double> losses;
-    for (int64_t step = 0; step < data.size(0); ++step) {
+    for (int64_t step = 0; step < 40; ++step) {
       at::Generator noise = vaelab::shim::make_cpu_generator(static_cast<uint64_t>(step));
       adam.zero_grad();
-      const torch::Tensor loss = -vaelab::elbo_terms(model, likelihood, data[step], 1, &noise).elbo.mean();
+      const torch::Tensor loss = -vaelab::elbo_terms(model, likelihood, data[step % 4], 1, &noise).elbo.mean();
       loss.backward();
       adam.step();
       losses.push_back(loss.item<double>());
@@ -183,7 +185,8 @@ TEST_CASE("vae-torchscript: trained from vae-mlp's initial weights, the scripted
   };
   const std::vector<double> want = train(*reference.model);
   const std::vector<double> got = train(*ts.model);
-  REQUIRE(want.back() < want.front() - 50);  // it learns
+  INFO("vae-mlp's losses: " << want.front() << " at the first step, " << want.back() << " at the last");
+  REQUIRE(want.back() < want.front() / 2);  // it learns
   for (size_t i = 0; i < want.size(); ++i) {
     INFO("step " << i << ": vae-mlp " << want[i] << ", vae-torchscript " << got[i]);
     REQUIRE(got[i] == Approx(want[i]).epsilon(1e-5));
@@ -227,6 +230,7 @@ TEST_CASE("vae-torchscript: train() and eval() set the scripted module's mode", 
   torch::jit::Module m("ModeVae");
   m.register_parameter("w", torch::ones({1}), false);
   m.register_parameter("v", torch::ones({2, 2}), false);
+  m.register_attribute("training", c10::BoolType::get(), true);  // as every nn.Module has
   m.define(R"(
 def encode(self, x):
     mean = torch.flatten(x, 1)[:, :2] * self.w
@@ -235,7 +239,7 @@ def encode(self, x):
     return mean, torch.zeros_like(mean)
 
 def decode(self, z):
-    return torch.matmul(z, self.v)[:, :1].view(z.size(0), 1, 1, 1)
+    return torch.matmul(z, self.v).view(z.size(0), 1, 1, 2)
 )");
   Built ts = torchscript(save(m, "mode.pt"), "init = \"file\"\nlatent_adjacent = [\"w\"]\n", {1, 1, 2, 1});
   const torch::Tensor x = torch::zeros({3, 1, 1, 2});
@@ -293,7 +297,11 @@ TEST_CASE("vae-torchscript: broken modules and configs are one clear error namin
                       Contains("NoEncode.pt") && Contains("no method encode") && Contains("torch.jit.export"));
   REQUIRE_THROWS_WITH(build(module_with("TwoArguments", encode + "\ndef decode(self, z, y):\n    return z\n")),
                       Contains("TwoArguments.pt") && Contains("decode takes 2 argument(s)"));
-  REQUIRE_THROWS_WITH(build(module_with("NoParameters", encode + "\n" + decode, false), "init = \"file\"\n"),
+  REQUIRE_THROWS_WITH(build(module_with("NoParameters",
+                                        "def encode(self, x):\n    return torch.flatten(x, 1), torch.flatten(x, 1)\n\n"
+                                        "def decode(self, z):\n    return z.view(z.size(0), 1, 4, 4)\n",
+                                        false),
+                            "init = \"file\"\n"),
                       Contains("NoParameters.pt") && Contains("no parameters"));
   REQUIRE_THROWS_WITH(build(module_with("OneOutput", "def encode(self, x):\n    return torch.matmul(torch.flatten(x, 1), self.weight)\n\n" + decode),
                             "init = \"file\"\n"),
@@ -332,12 +340,21 @@ TEST_CASE("vae-torchscript: broken modules and configs are one clear error namin
 
 TEST_CASE("vae-torchscript: a VAE exported from Python (examples/pytorch/mlp_vae.py) loads with vae-mlp's names",
           "[vae-torchscript][python]") {
-  if (std::system("python3 -c 'import torch' >/dev/null 2>&1") != 0) {
-    WARN("SKIPPED: python3 cannot import torch (apt-get install python3-torch); the Python export is not checked");
+  // The first Python that imports torch: the one on PATH, else Debian's (python3-torch).
+  std::string python;
+  for (const std::string candidate : {"python3", "/usr/bin/python3"}) {
+    if (std::system((candidate + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0) {
+      python = candidate;
+      break;
+    }
+  }
+  if (python.empty()) {
+    WARN("SKIPPED: neither python3 nor /usr/bin/python3 imports torch (apt-get install python3-torch); "
+         "the export from Python is not checked");
     return;
   }
   const fs::path file = scratch() / "from-python.pt";
-  const std::string command = "python3 '" VAELAB_TEST_SOURCE_DIR "/examples/pytorch/mlp_vae.py' --out '" +
+  const std::string command = python + " '" VAELAB_TEST_SOURCE_DIR "/examples/pytorch/mlp_vae.py' --out '" +
                               file.string() + "' --seed 4 >'" + (scratch() / "python.log").string() + "' 2>&1";
   INFO(command);
   REQUIRE(std::system(command.c_str()) == 0);
