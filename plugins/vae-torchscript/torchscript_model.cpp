@@ -40,7 +40,11 @@ TorchScriptModel::TorchScriptModel(const ConfigTable& config)
 void TorchScriptModel::build(const ModelSpec& spec, Backend& backend) {
   if (vae_) throw Error("vae-torchscript: build() called twice");
   if (path_.empty()) throw ConfigError("vae-torchscript: path: no TorchScript file given (model.config.path)");
-  auto vae = std::make_unique<TorchScriptVae>(path_, backend.device(), "vae-torchscript");
+  // Opened, drawn and checked on the CPU, as the built-in models' layers are made: the same seed
+  // gives the same weights on every backend. The host then moves module() to the backend's
+  // device; the scripted methods hold the same tensors, so they follow.
+  (void)backend;
+  auto vae = std::make_unique<TorchScriptVae>(path_, torch::kCPU, "vae-torchscript");
   if (seeded_ && vae->reset_parameters() == 0) {
     throw Error("vae-torchscript: " + vae->path() +
                 ": init = \"seeded\" draws weights of Linear and Conv layers (a parameter `weight` of 2 "

@@ -11,8 +11,9 @@
 namespace vaelab::plugins {
 
 /// The vae-torchscript model: a TorchScript module's encode(x) and decode(z) (vaelab::
-/// TorchScriptVae), its parameters trained by vaelab. build() opens the file on the backend's
-/// device, draws the weights from the seed (init = "seeded") or keeps the file's (init = "file"),
+/// TorchScriptVae), its parameters trained by vaelab. build() opens the file on the CPU (the host
+/// moves module() to the backend's device), draws the weights from the seed (init = "seeded") or
+/// keeps the file's (init = "file"),
 /// runs both methods once on the data's shape and resolves Θ_z from the `latent_adjacent` entries.
 /// The architecture is the file's: a likelihood that needs another param_channels than its
 /// decode gives is refused in build().

@@ -52,6 +52,13 @@ inline std::vector<MlpLayer> mlp_layers(const MlpShape& s) {
   return layers;
 }
 
+/// A module with the `training` flag every nn.Module has.
+inline torch::jit::Module module_named(const std::string& name) {
+  torch::jit::Module m(name);
+  m.register_attribute("training", c10::BoolType::get(), true);
+  return m;
+}
+
 /// The module. `weights` gives tensors by parameter name ("encoder_0.linear.weight"); the others
 /// are drawn from torch's global generator (N(0, 0.05²)).
 inline torch::jit::Module scripted_mlp(const MlpShape& s, const std::map<std::string, torch::Tensor>& weights = {}) {
@@ -59,16 +66,16 @@ inline torch::jit::Module scripted_mlp(const MlpShape& s, const std::map<std::st
     const auto it = weights.find(name);
     return it != weights.end() ? it->second.detach().clone() : torch::randn(shape) * 0.05;
   };
-  torch::jit::Module vae("MlpVae");
+  torch::jit::Module vae = module_named("MlpVae");
   std::string encode = "def encode(self, x):\n    h = torch.flatten(x, 1)\n";
   std::string decode = "def decode(self, z):\n    h = z\n";
   bool decoding = false;
   for (const MlpLayer& layer : mlp_layers(s)) {
-    torch::jit::Module linear("Linear_" + layer.name);
+    torch::jit::Module linear = module_named("Linear_" + layer.name);
     linear.register_parameter("weight", tensor(layer.name + ".linear.weight", {layer.out, layer.in}), false);
     linear.register_parameter("bias", tensor(layer.name + ".linear.bias", {layer.out}), false);
     linear.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
-    torch::jit::Module dense("Dense_" + layer.name);
+    torch::jit::Module dense = module_named("Dense_" + layer.name);
     dense.register_module("linear", linear);
     dense.define("def forward(self, x):\n    return self.linear.forward(x)\n");
     vae.register_module(layer.name, dense);

@@ -278,8 +278,8 @@ torch::Tensor TorchScriptVae::decode(const torch::Tensor& z) {
   const std::vector<int64_t> want{z.size(0), m.spec.param_channels, m.spec.height, m.spec.width};
   if (params.sizes() != at::IntArrayRef(want)) {
     throw Error(returned + shape_of(params.sizes()) + " for z " + shape_of(z.sizes()) +
-                "; the likelihood needs " + shape_of(want) + " ([B, param_channels, H, W], " +
-                std::to_string(m.spec.param_channels) + " parameter(s) per pixel and channel set)");
+                "; the likelihood needs " + shape_of(want) + " ([B, param_channels, H, W] " +
+                "with param_channels = " + std::to_string(m.spec.param_channels) + ")");
   }
   if (!params.is_floating_point()) throw Error(returned + "a tensor that is not floating point");
   return params;

@@ -4,8 +4,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -28,6 +26,7 @@
 
 #include "gradient_check.hpp"
 #include "plugin_registry.hpp"
+#include "scratch_folder.hpp"
 #include "scripted_mlp.hpp"
 
 using Catch::Contains;
@@ -37,19 +36,7 @@ namespace {
 namespace fs = std::filesystem;
 using vaelab::testing::MlpShape;
 
-struct ScratchRoot {
-  fs::path dir = fs::temp_directory_path() / ("vaelab-test-vae-torchscript-" + std::to_string(::getpid()));
-  ScratchRoot() { fs::create_directories(dir); }
-  ~ScratchRoot() {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-  }
-};
-
-fs::path scratch() {
-  static const ScratchRoot root;
-  return root.dir;
-}
+fs::path scratch() { return vaelab::testing::scratch_folder("vaelab-test-vae-torchscript"); }
 
 const vaelab::Registry& registry() { return vaelab::testing::build_registry(); }
 
@@ -227,10 +214,9 @@ TEST_CASE("vae-torchscript: checkpoints, dtype and mode reach what encode and de
 }
 
 TEST_CASE("vae-torchscript: train() and eval() set the scripted module's mode", "[vae-torchscript]") {
-  torch::jit::Module m("ModeVae");
+  torch::jit::Module m = vaelab::testing::module_named("ModeVae");
   m.register_parameter("w", torch::ones({1}), false);
   m.register_parameter("v", torch::ones({2, 2}), false);
-  m.register_attribute("training", c10::BoolType::get(), true);  // as every nn.Module has
   m.define(R"(
 def encode(self, x):
     mean = torch.flatten(x, 1)[:, :2] * self.w
