@@ -24,7 +24,8 @@ int export_torchscript(const std::string& run_dir, const std::string& out_file) 
   const RunConfig config = RunConfig::load(store.config_path(), {});
   const std::string plugin = config.plugin("model");
   if (plugin != "vae-torchscript") {
-    throw Error("export --torchscript: " + store.config_path().string() + " trains model plugin '" + plugin +
+    throw Error("export --torchscript: " + store.config_path().string() + " trains model plugin '" +
+                plugin +
                 "'; only a vae-torchscript run is a TorchScript module (its weights are in "
                 "checkpoints/last.safetensors under their own names)");
   }
@@ -42,14 +43,15 @@ int export_torchscript(const std::string& run_dir, const std::string& out_file) 
   const NamedTensors want = module_state(vae.module());
   const NamedTensors got = module_state(written.module());
   if (want.size() != got.size()) {
-    throw Error(out_file + ": read back with " + std::to_string(got.size()) + " tensors, expected " +
-                std::to_string(want.size()));
+    throw Error(out_file + ": read back with " + std::to_string(got.size()) +
+                " tensors, expected " + std::to_string(want.size()));
   }
   int64_t parameters = 0;
   for (size_t i = 0; i < want.size(); ++i) {
     if (want[i].first == TorchScriptVae::kFileBuffer) continue;
     if (got[i].first != want[i].first || !torch::equal(got[i].second, want[i].second)) {
-      throw Error(out_file + ": read back, tensor '" + want[i].first + "' differs from the checkpoint's");
+      throw Error(out_file + ": read back, tensor '" + want[i].first +
+                  "' differs from the checkpoint's");
     }
   }
   for (const auto& p : written.module().parameters()) parameters += p.numel();

@@ -1,5 +1,5 @@
-#include <vaelab/plugin.hpp>
 #include <vaelab_plugin_defaults.h>
+#include <vaelab/plugin.hpp>
 
 #include "torchscript_model.hpp"
 

@@ -27,8 +27,9 @@ TorchScriptModel::TorchScriptModel(const ConfigTable& config)
       latent_adjacent_(config.get_string_array("latent_adjacent")),
       latent_adjacent_key_(config.key_path("latent_adjacent")) {
   if (latent_adjacent_.empty()) {
-    throw ConfigError(latent_adjacent_key_ +
-                      ": name the layers touching z (Θ_z: the encoder's last, the decoder's first)");
+    throw ConfigError(
+        latent_adjacent_key_ +
+        ": name the layers touching z (Θ_z: the encoder's last, the decoder's first)");
   }
   for (size_t i = 0; i < latent_adjacent_.size(); ++i) {
     if (latent_adjacent_[i].empty() || latent_adjacent_[i] == ".") {
@@ -39,16 +40,19 @@ TorchScriptModel::TorchScriptModel(const ConfigTable& config)
 
 void TorchScriptModel::build(const ModelSpec& spec, Backend& backend) {
   if (vae_) throw Error("vae-torchscript: build() called twice");
-  if (path_.empty()) throw ConfigError("vae-torchscript: path: no TorchScript file given (model.config.path)");
+  if (path_.empty())
+    throw ConfigError("vae-torchscript: path: no TorchScript file given (model.config.path)");
   // Opened, drawn and checked on the CPU, as the built-in models' layers are made: the same seed
   // gives the same weights on every backend. The host then moves module() to the backend's
   // device; the scripted methods hold the same tensors, so they follow.
   (void)backend;
   auto vae = std::make_unique<TorchScriptVae>(path_, torch::kCPU, "vae-torchscript");
   if (seeded_ && vae->reset_parameters() == 0) {
-    throw Error("vae-torchscript: " + vae->path() +
-                ": init = \"seeded\" draws weights of Linear and Conv layers (a parameter `weight` of 2 "
-                "or more dimensions), and the module has none; set init = \"file\" to train from the file's");
+    throw Error(
+        "vae-torchscript: " + vae->path() +
+        ": init = \"seeded\" draws weights of Linear and Conv layers (a parameter `weight` of 2 "
+        "or more dimensions), and the module has none; set init = \"file\" to train from the "
+        "file's");
   }
   latent_ = vae->check(spec);
 
@@ -65,8 +69,9 @@ void TorchScriptModel::build(const ModelSpec& spec, Backend& backend) {
     if (!any) {
       std::string all;
       for (const auto& p : named) all += (all.empty() ? "" : ", ") + p.key();
-      throw ConfigError(latent_adjacent_key_ + "[" + std::to_string(i) + "]: '" + latent_adjacent_[i] +
-                        "' names no parameter of " + vae->path() + " (it has " + all + ")");
+      throw ConfigError(latent_adjacent_key_ + "[" + std::to_string(i) + "]: '" +
+                        latent_adjacent_[i] + "' names no parameter of " + vae->path() +
+                        " (it has " + all + ")");
     }
   }
   if (names.size() == named.size()) {
@@ -75,9 +80,11 @@ void TorchScriptModel::build(const ModelSpec& spec, Backend& backend) {
   }
   int64_t total = 0;
   for (const auto& p : named) total += p.value().numel();
-  sdk::log().info("vae-torchscript: {} ({} bytes, crc32 {}): {} parameters in {} tensors, latent {}, weights {}",
-                  vae->path(), vae->bytes(), vae->crc32(), total, named.size(), c10::str(latent_),
-                  seeded_ ? "drawn from the seed" : "from the file");
+  sdk::log().info(
+      "vae-torchscript: {} ({} bytes, crc32 {}): {} parameters in {} tensors, latent {}, weights "
+      "{}",
+      vae->path(), vae->bytes(), vae->crc32(), total, named.size(), c10::str(latent_),
+      seeded_ ? "drawn from the seed" : "from the file");
   latent_adjacent_names_ = std::move(names);
   vae_ = std::move(vae);
 }

@@ -24,7 +24,9 @@ class TorchScriptModel final : public Model {
   Posterior encode(const torch::Tensor& x) override;
   torch::Tensor decode(const torch::Tensor& z) override;
   torch::nn::Module& module() override;
-  std::vector<std::string> latent_adjacent_parameters() const override { return latent_adjacent_names_; }
+  std::vector<std::string> latent_adjacent_parameters() const override {
+    return latent_adjacent_names_;
+  }
   std::vector<int64_t> latent_shape() const override { return latent_; }
 
  private:

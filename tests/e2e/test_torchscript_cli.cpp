@@ -19,9 +19,9 @@
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/script.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <vaelab/io/safetensors.hpp>
 
@@ -39,7 +39,9 @@ namespace {
 
 fs::path work_dir() { return vaelab::testing::scratch_dir("vaelab-e2e-torchscript"); }
 
-vaelab::testing::CliResult vaelab_cli(const std::string& args) { return vaelab::testing::run_cli(work_dir(), args); }
+vaelab::testing::CliResult vaelab_cli(const std::string& args) {
+  return vaelab::testing::run_cli(work_dir(), args);
+}
 
 const vaelab::testing::MlpShape kShape{{32}, 4, 1, 32, 32, 1};
 
@@ -57,9 +59,10 @@ fs::path module_file() {
 /// 256 Fashion-MNIST training images, 3 epochs of 8 steps; with `metrics`, every metric at the end.
 std::string run_config(const std::string& model, bool metrics = false) {
   const std::string model_table =
-      model == "vae-mlp" ? "[model]\nplugin = \"vae-mlp\"\n[model.config]\nhidden = [32]\nlatent = 4\n"
-                         : "[model]\nplugin = \"vae-torchscript\"\n[model.config]\npath = \"" + module_file().string() +
-                               "\"\n";
+      model == "vae-mlp"
+          ? "[model]\nplugin = \"vae-mlp\"\n[model.config]\nhidden = [32]\nlatent = 4\n"
+          : "[model]\nplugin = \"vae-torchscript\"\n[model.config]\npath = \"" +
+                module_file().string() + "\"\n";
   const std::string every_metric = R"(
 [eval.iwae]
 every_epochs = 3
@@ -108,8 +111,8 @@ fs::path write_config(const std::string& name, const std::string& text) {
 
 fs::path train(const std::string& model, const std::string& name, bool metrics = false) {
   const fs::path run = work_dir() / name;
-  const auto r =
-      vaelab_cli("train '" + write_config(name, run_config(model, metrics)).string() + "' --out '" + run.string() + "'");
+  const auto r = vaelab_cli("train '" + write_config(name, run_config(model, metrics)).string() +
+                            "' --out '" + run.string() + "'");
   INFO(r.err);
   REQUIRE(r.code == 0);
   return run;
@@ -120,8 +123,10 @@ void require_same_numbers(const json& got, const json& want, double tolerance) {
   int compared = 0;
   for (const auto& [key, value] : want.items()) {
     // Timings, and the checkpoint size (vae-torchscript adds its file record).
-    if (!value.is_number() || key.find("second") != std::string::npos || key == "checkpoint_bytes") continue;
-    INFO(key << ": vae-mlp " << value << ", vae-torchscript " << (got.contains(key) ? got[key] : json()));
+    if (!value.is_number() || key.find("second") != std::string::npos || key == "checkpoint_bytes")
+      continue;
+    INFO(key << ": vae-mlp " << value << ", vae-torchscript "
+             << (got.contains(key) ? got[key] : json()));
     REQUIRE(got.contains(key));
     const double a = value.get<double>();
     const double b = got[key].get<double>();
@@ -134,7 +139,8 @@ void require_same_numbers(const json& got, const json& want, double tolerance) {
 
 }  // namespace
 
-TEST_CASE("a scripted VAE trains, evaluates every metric and scores as the built-in vae-mlp does", "[e2e][torchscript]") {
+TEST_CASE("a scripted VAE trains, evaluates every metric and scores as the built-in vae-mlp does",
+          "[e2e][torchscript]") {
   const fs::path reference = train("vae-mlp", "mlp", true);
   const fs::path scripted = train("vae-torchscript", "scripted", true);
 
@@ -158,7 +164,8 @@ TEST_CASE("a scripted VAE trains, evaluates every metric and scores as the built
   REQUIRE(eval_want.code == 0);
   REQUIRE(eval_got.code == 0);
   const json e = json::parse(eval_got.out);
-  for (const char* key : {"elbo_test_nats", "iwae_test_nats", "amortization_gap_nats", "robustness_gap", "probe_accuracy"}) {
+  for (const char* key : {"elbo_test_nats", "iwae_test_nats", "amortization_gap_nats",
+                          "robustness_gap", "probe_accuracy"}) {
     INFO(key);
     REQUIRE(e.contains(key));
   }
@@ -173,7 +180,8 @@ TEST_CASE("a scripted VAE trains, evaluates every metric and scores as the built
   CHECK_THAT(score.out, Contains("(200 images)"));
 }
 
-TEST_CASE("vaelab export writes the trained module for torch.jit.load; a changed file is refused", "[e2e][torchscript]") {
+TEST_CASE("vaelab export writes the trained module for torch.jit.load and refuses a changed file",
+          "[e2e][torchscript]") {
   const fs::path run = train("vae-torchscript", "exported");
   const fs::path out = work_dir() / "trained.pt";
   const auto r = vaelab_cli("export '" + run.string() + "' --torchscript '" + out.string() + "'");
@@ -184,7 +192,8 @@ TEST_CASE("vaelab export writes the trained module for torch.jit.load; a changed
   // The exported module holds the checkpoint's weights under their names, in eval mode.
   torch::jit::Module m = torch::jit::load(out.string());
   CHECK_FALSE(m.is_training());
-  const vaelab::NamedTensors checkpoint = vaelab::load_safetensors(run / "checkpoints" / "last.safetensors");
+  const vaelab::NamedTensors checkpoint =
+      vaelab::load_safetensors(run / "checkpoints" / "last.safetensors");
   int compared = 0;
   for (const auto& p : m.named_parameters(true)) {
     bool found = false;
@@ -201,13 +210,15 @@ TEST_CASE("vaelab export writes the trained module for torch.jit.load; a changed
   // ... and computes with them: its decoder differs from the untrained file's.
   torch::jit::Module untrained = torch::jit::load(module_file().string());
   const torch::Tensor z = torch::ones({1, 4});
-  CHECK_FALSE(torch::allclose(m.get_method("decode")({z}).toTensor(), untrained.get_method("decode")({z}).toTensor()));
+  CHECK_FALSE(torch::allclose(m.get_method("decode")({z}).toTensor(),
+                              untrained.get_method("decode")({z}).toTensor()));
 
   // Only a vae-torchscript run is a TorchScript module (refused from its config.toml alone).
   const fs::path mlp_run = work_dir() / "not-scripted";
   fs::create_directories(mlp_run);
   std::ofstream(mlp_run / "config.toml") << run_config("vae-mlp");
-  const auto refused = vaelab_cli("export '" + mlp_run.string() + "' --torchscript '" + (work_dir() / "x.pt").string() + "'");
+  const auto refused = vaelab_cli("export '" + mlp_run.string() + "' --torchscript '" +
+                                  (work_dir() / "x.pt").string() + "'");
   CHECK(refused.code != 0);
   CHECK_THAT(refused.err, Contains("vae-mlp") && Contains("vae-torchscript"));
 
@@ -216,33 +227,39 @@ TEST_CASE("vaelab export writes the trained module for torch.jit.load; a changed
   torch::manual_seed(1);
   vaelab::testing::scripted_mlp(kShape).save(module_file().string());
   const auto eval = vaelab_cli("eval '" + run.string() + "'");
-  const auto exported = vaelab_cli("export '" + run.string() + "' --torchscript '" + (work_dir() / "y.pt").string() + "'");
+  const auto exported = vaelab_cli("export '" + run.string() + "' --torchscript '" +
+                                   (work_dir() / "y.pt").string() + "'");
   std::ofstream(module_file(), std::ios::binary) << original;
   for (const auto& changed : {eval, exported}) {
     CHECK(changed.code != 0);
     CHECK_THAT(changed.err, Contains("vae.pt changed since the run started") && Contains("crc32"));
     size_t errors = 0;  // one error line (the others are the log's)
-    for (size_t at = changed.err.find("error:"); at != std::string::npos; at = changed.err.find("error:", at + 1)) ++errors;
+    for (size_t at = changed.err.find("error:"); at != std::string::npos;
+         at = changed.err.find("error:", at + 1))
+      ++errors;
     CHECK(errors == 1);
   }
   CHECK(vaelab_cli("eval '" + run.string() + "'").code == 0);  // restored
 }
 
-TEST_CASE("a scripted VAE killed mid-run and resumed ends with the uninterrupted run's weights, bit for bit",
-          "[e2e][torchscript]") {
+TEST_CASE(
+    "a scripted VAE killed mid-run and resumed ends with the uninterrupted run's weights, bit for "
+    "bit",
+    "[e2e][torchscript]") {
   // 4096 images: 128 steps an epoch, a checkpoint every 3, so the kill lands mid-epoch.
   const fs::path config = write_config("resume", run_config("vae-torchscript"));
   const std::string bigger = " --set data.train_size=4096";
   const fs::path reference = work_dir() / "resume-reference";
-  const auto ref = vaelab_cli("train '" + config.string() + "'" + bigger + " --out '" + reference.string() + "'");
+  const auto ref = vaelab_cli("train '" + config.string() + "'" + bigger + " --out '" +
+                              reference.string() + "'");
   INFO(ref.err);
   REQUIRE(ref.code == 0);
 
   // Killed once a mid-epoch checkpoint after the first epoch exists.
   const fs::path run = work_dir() / "resume-killed";
   const fs::path checkpoint = run / "checkpoints" / "last.safetensors";
-  const pid_t pid =
-      vaelab::testing::start_vaelab({"train", config.string(), "--set", "data.train_size=4096", "--out", run.string()});
+  const pid_t pid = vaelab::testing::start_vaelab(
+      {"train", config.string(), "--set", "data.train_size=4096", "--out", run.string()});
   REQUIRE(pid > 0);
   bool killed = false;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
@@ -256,7 +273,8 @@ TEST_CASE("a scripted VAE killed mid-run and resumed ends with the uninterrupted
       continue;  // being replaced
     }
     const json state = json::parse(metadata["training_state"], nullptr, false);
-    if (state.is_object() && state["epochs_done"].get<int64_t>() >= 1 && !state["in_epoch"].is_null()) {
+    if (state.is_object() && state["epochs_done"].get<int64_t>() >= 1 &&
+        !state["in_epoch"].is_null()) {
       kill(pid, SIGKILL);
       killed = true;
     }
@@ -269,7 +287,8 @@ TEST_CASE("a scripted VAE killed mid-run and resumed ends with the uninterrupted
   const auto resumed = vaelab_cli("train --resume '" + run.string() + "'");
   INFO(resumed.err);
   REQUIRE(resumed.code == 0);
-  const vaelab::NamedTensors want = vaelab::load_safetensors(reference / "checkpoints" / "last.safetensors");
+  const vaelab::NamedTensors want =
+      vaelab::load_safetensors(reference / "checkpoints" / "last.safetensors");
   const vaelab::NamedTensors got = vaelab::load_safetensors(checkpoint);
   int compared = 0;
   for (const auto& [name, value] : want) {
@@ -284,7 +303,8 @@ TEST_CASE("a scripted VAE killed mid-run and resumed ends with the uninterrupted
     CHECK(found);
     ++compared;
   }
-  CHECK(compared == 2 * static_cast<int>(vaelab::testing::mlp_layers(kShape).size()) + 1);  // + the file record
+  CHECK(compared ==
+        2 * static_cast<int>(vaelab::testing::mlp_layers(kShape).size()) + 1);  // + the file record
   CHECK(json::parse(slurp(run / "summary.json"))["elbo_test_nats"] ==
         json::parse(slurp(reference / "summary.json"))["elbo_test_nats"]);
 }
@@ -311,7 +331,8 @@ epochs = 2
 every_epochs = 1
 )");
   const fs::path out = work_dir() / "study-out";
-  const auto r = vaelab_cli("study '" + study.string() + "' --out '" + out.string() + "' --no-report");
+  const auto r =
+      vaelab_cli("study '" + study.string() + "' --out '" + out.string() + "' --no-report");
   INFO(r.err);
   REQUIRE(r.code == 0);
   std::vector<double> elbos;

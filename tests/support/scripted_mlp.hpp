@@ -45,10 +45,12 @@ inline std::vector<MlpLayer> mlp_layers(const MlpShape& s) {
   layers.push_back({"encoder_out", width, 2 * s.latent, false});
   width = s.latent;
   for (int64_t k = n - 1; k >= 0; --k) {
-    layers.push_back({k == n - 1 ? "decoder_in" : "decoder_" + std::to_string(n - 1 - k), width, s.hidden[k], true});
+    layers.push_back({k == n - 1 ? "decoder_in" : "decoder_" + std::to_string(n - 1 - k), width,
+                      s.hidden[k], true});
     width = s.hidden[k];
   }
-  layers.push_back({n == 0 ? "decoder_in" : "decoder_out", width, s.param_channels * s.height * s.width, false});
+  layers.push_back(
+      {n == 0 ? "decoder_in" : "decoder_out", width, s.param_channels * s.height * s.width, false});
   return layers;
 }
 
@@ -61,7 +63,8 @@ inline torch::jit::Module module_named(const std::string& name) {
 
 /// The module. `weights` gives tensors by parameter name ("encoder_0.linear.weight"); the others
 /// are drawn from torch's global generator (N(0, 0.05²)).
-inline torch::jit::Module scripted_mlp(const MlpShape& s, const std::map<std::string, torch::Tensor>& weights = {}) {
+inline torch::jit::Module scripted_mlp(const MlpShape& s,
+                                       const std::map<std::string, torch::Tensor>& weights = {}) {
   const auto tensor = [&](const std::string& name, std::vector<int64_t> shape) {
     const auto it = weights.find(name);
     return it != weights.end() ? it->second.detach().clone() : torch::randn(shape) * 0.05;
@@ -72,7 +75,8 @@ inline torch::jit::Module scripted_mlp(const MlpShape& s, const std::map<std::st
   bool decoding = false;
   for (const MlpLayer& layer : mlp_layers(s)) {
     torch::jit::Module linear = module_named("Linear_" + layer.name);
-    linear.register_parameter("weight", tensor(layer.name + ".linear.weight", {layer.out, layer.in}), false);
+    linear.register_parameter("weight",
+                              tensor(layer.name + ".linear.weight", {layer.out, layer.in}), false);
     linear.register_parameter("bias", tensor(layer.name + ".linear.bias", {layer.out}), false);
     linear.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
     torch::jit::Module dense = module_named("Dense_" + layer.name);
@@ -85,8 +89,8 @@ inline torch::jit::Module scripted_mlp(const MlpShape& s, const std::map<std::st
     (decoding ? decode : encode) += step;
   }
   encode += "    parts = torch.chunk(h, 2, 1)\n    return parts[0], parts[1]\n";
-  decode += "    return h.view(z.size(0), " + std::to_string(s.param_channels) + ", " + std::to_string(s.height) +
-            ", " + std::to_string(s.width) + ")\n";
+  decode += "    return h.view(z.size(0), " + std::to_string(s.param_channels) + ", " +
+            std::to_string(s.height) + ", " + std::to_string(s.width) + ")\n";
   vae.define(encode + "\n" + decode);
   return vae;
 }

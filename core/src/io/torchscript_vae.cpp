@@ -69,16 +69,29 @@ class ScriptedTensors final : public torch::nn::Module {
   torch::jit::Module scripted_;
 };
 
+/// A tensor attribute of the TorchScript module, as vaelab's module holds it.
+struct Shared {
+  torch::jit::Module owner;
+  std::string attribute;
+  std::string name;  ///< dotted, as in named_parameters()
+  const c10::TensorImpl* impl;
+};
+
 /// Registers `from`'s own parameters and buffers in `to` (the same tensors), then its children.
-void mirror(const torch::jit::Module& from, torch::nn::Module& to) {
+void mirror(const torch::jit::Module& from, torch::nn::Module& to, const std::string& prefix,
+            std::vector<Shared>& shared) {
   for (const auto& p : from.named_parameters(/*recurse=*/false)) {
     to.register_parameter(p.name, p.value, /*requires_grad=*/true);
+    shared.push_back({from, p.name, prefix + p.name, p.value.unsafeGetTensorImpl()});
   }
-  for (const auto& b : from.named_buffers(/*recurse=*/false)) to.register_buffer(b.name, b.value);
+  for (const auto& b : from.named_buffers(/*recurse=*/false)) {
+    to.register_buffer(b.name, b.value);
+    shared.push_back({from, b.name, prefix + b.name, b.value.unsafeGetTensorImpl()});
+  }
   for (const auto& child : from.named_children()) {
     auto module = std::make_shared<torch::nn::Module>();
     to.register_module(child.name, module);
-    mirror(child.value, *module);
+    mirror(child.value, *module, prefix + child.name + ".", shared);
   }
 }
 
@@ -91,9 +104,10 @@ struct TorchScriptVae::Impl {
   uint32_t crc = 0;
   torch::jit::Module scripted;
   std::shared_ptr<ScriptedTensors> tensors;
-  torch::Tensor record;            ///< kFileBuffer, as registered
-  int64_t record_version = -1;     ///< record's version when it was last compared with the file
-  std::vector<int64_t> latent;     ///< empty before check()
+  torch::Tensor record;         ///< kFileBuffer, as registered
+  int64_t record_version = -1;  ///< record's version when it was last compared with the file
+  std::vector<Shared> shared;   ///< every parameter and buffer of the TorchScript module
+  std::vector<int64_t> latent;  ///< empty before check()
   ModelSpec spec;
 
   std::string what() const { return who + ": " + path; }
@@ -103,12 +117,23 @@ struct TorchScriptVae::Impl {
   /// on how often the method ran before (a resumed run repeats the uninterrupted one bit for bit).
   torch::jit::IValue call(const char* name, const char* argument, const torch::Tensor& input) {
     torch::jit::GraphOptimizerEnabledGuard eager_like(false);
+    torch::jit::IValue out;
     try {
-      return scripted.get_method(name)({input});
+      out = scripted.get_method(name)({input});
     } catch (const std::exception& e) {
       throw Error(what() + ": " + name + "(" + argument + ") failed on " + argument + " " +
                   shape_of(input.sizes()) + ": " + torch_message(e));
     }
+    // A tensor the method assigned anew (self.x = ...) is no longer the one vaelab trains,
+    // checkpoints and moves.
+    for (const Shared& s : shared) {
+      if (s.owner.attr(s.attribute).toTensor().unsafeGetTensorImpl() != s.impl) {
+        throw Error(what() + ": " + name + "(" + argument + ") replaced the tensor '" + s.name +
+                    "' with a new one; update it in place (e.g. self." + s.attribute +
+                    ".copy_(...)) so vaelab's optimizer and checkpoints keep seeing it");
+      }
+    }
+    return out;
   }
 
   /// Compares kFileBuffer with the file when it changed since the last comparison (a checkpoint
@@ -151,11 +176,13 @@ TorchScriptVae::TorchScriptVae(const fs::path& file, torch::Device device, const
                                     : std::string()));
   }
   const uint64_t size = fs::file_size(m.path, ec);
-  if (ec || size > kMaxFileBytes) throw Error(m.what() + ": cannot read its size, or larger than 16 GiB");
+  if (ec || size > kMaxFileBytes)
+    throw Error(m.what() + ": cannot read its size, or larger than 16 GiB");
   std::string content(size, '\0');
   {
     std::ifstream in(m.path, std::ios::binary);
-    if (!in.read(content.data(), static_cast<std::streamsize>(size))) throw Error(m.what() + ": cannot read it");
+    if (!in.read(content.data(), static_cast<std::streamsize>(size)))
+      throw Error(m.what() + ": cannot read it");
   }
   m.bytes = size;
   m.crc = crc32_of(content);  // the checksum and the module come from the same bytes
@@ -169,8 +196,9 @@ TorchScriptVae::TorchScriptVae(const fs::path& file, torch::Device device, const
   for (const char* name : {"encode", "decode"}) {
     const auto method = m.scripted.find_method(name);
     if (!method) {
-      throw Error(m.what() + ": the module has no method " + name +
-                  " (define it in the nn.Module and mark it @torch.jit.export before torch.jit.script)");
+      throw Error(
+          m.what() + ": the module has no method " + name +
+          " (define it in the nn.Module and mark it @torch.jit.export before torch.jit.script)");
     }
     const size_t arguments = method->function().getSchema().arguments().size();  // with self
     if (arguments != 2) {
@@ -181,7 +209,7 @@ TorchScriptVae::TorchScriptVae(const fs::path& file, torch::Device device, const
   }
 
   m.tensors = std::make_shared<ScriptedTensors>(m.scripted);
-  mirror(m.scripted, *m.tensors);
+  mirror(m.scripted, *m.tensors, "", m.shared);
   std::map<const void*, std::string> seen;
   int64_t parameters = 0;
   for (const auto& p : m.tensors->named_parameters(true)) {
@@ -197,15 +225,18 @@ TorchScriptVae::TorchScriptVae(const fs::path& file, torch::Device device, const
     parameters += p.value().numel();
   }
   if (parameters == 0) {
-    throw Error(m.what() + ": the module has no parameters, so there is nothing to train "
-                           "(register the weights as nn.Parameter)");
+    throw Error(m.what() +
+                ": the module has no parameters, so there is nothing to train "
+                "(register the weights as nn.Parameter)");
   }
   if (m.scripted.hasattr(kFileBuffer)) {
-    throw Error(m.what() + ": the module has an attribute '" + kFileBuffer + "', a name vaelab reserves");
+    throw Error(m.what() + ": the module has an attribute '" + kFileBuffer +
+                "', a name vaelab reserves");
   }
   m.record = m.tensors->register_buffer(
       kFileBuffer,
-      torch::tensor({static_cast<int64_t>(m.bytes), static_cast<int64_t>(m.crc)}, torch::kInt64).to(device));
+      torch::tensor({static_cast<int64_t>(m.bytes), static_cast<int64_t>(m.crc)}, torch::kInt64)
+          .to(device));
   m.record_version = m.record._version();
 }
 
@@ -225,7 +256,8 @@ std::vector<int64_t> TorchScriptVae::check(const ModelSpec& spec) {
   try {
     torch::NoGradGuard no_grad;
     const torch::Tensor first = m.tensors->parameters().front();
-    const torch::Tensor x = torch::zeros({2, spec.channels, spec.height, spec.width}, first.options());
+    const torch::Tensor x =
+        torch::zeros({2, spec.channels, spec.height, spec.width}, first.options());
     const Posterior q = encode(x);
     m.latent.assign(q.mean.sizes().begin() + 1, q.mean.sizes().end());
     decode(q.mean);
@@ -243,7 +275,8 @@ Posterior TorchScriptVae::encode(const torch::Tensor& x) {
   m.compare_record("the checkpoint loaded into the model");
   const torch::jit::IValue out = m.call("encode", "x", x);
   const std::string returned = m.what() + ": encode(x) returned ";
-  if (!out.isTuple()) throw Error(returned + "a " + out.tagKind() + "; vaelab needs a tuple (mean, log_var)");
+  if (!out.isTuple())
+    throw Error(returned + "a " + out.tagKind() + "; vaelab needs a tuple (mean, log_var)");
   const auto tuple = out.toTuple();
   const auto& items = tuple->elements();
   if (items.size() != 2 || !items[0].isTensor() || !items[1].isTensor()) {
@@ -253,14 +286,16 @@ Posterior TorchScriptVae::encode(const torch::Tensor& x) {
   Posterior q{items[0].toTensor(), items[1].toTensor()};
   std::vector<int64_t> want{x.size(0)};
   want.insert(want.end(), m.latent.begin(), m.latent.end());
-  const bool shapes_ok = m.latent.empty()
-                             ? q.mean.dim() >= 2 && q.mean.size(0) == x.size(0) && q.mean.sizes() == q.log_var.sizes()
-                             : q.mean.sizes() == at::IntArrayRef(want) && q.log_var.sizes() == at::IntArrayRef(want);
+  const bool shapes_ok =
+      m.latent.empty()
+          ? q.mean.dim() >= 2 && q.mean.size(0) == x.size(0) && q.mean.sizes() == q.log_var.sizes()
+          : q.mean.sizes() == at::IntArrayRef(want) && q.log_var.sizes() == at::IntArrayRef(want);
   if (!shapes_ok) {
-    throw Error(returned + "mean " + shape_of(q.mean.sizes()) + " and log_var " + shape_of(q.log_var.sizes()) +
-                " for x " + shape_of(x.sizes()) + "; both must be " +
-                (m.latent.empty() ? std::string("[B, latent...] with B = ") + std::to_string(x.size(0))
-                                  : shape_of(want)));
+    throw Error(returned + "mean " + shape_of(q.mean.sizes()) + " and log_var " +
+                shape_of(q.log_var.sizes()) + " for x " + shape_of(x.sizes()) + "; both must be " +
+                (m.latent.empty()
+                     ? std::string("[B, latent...] with B = ") + std::to_string(x.size(0))
+                     : shape_of(want)));
   }
   if (!q.mean.is_floating_point() || !q.log_var.is_floating_point()) {
     throw Error(returned + "tensors that are not floating point");
@@ -310,7 +345,9 @@ int64_t TorchScriptVae::reset_parameters() {
   return drawn;
 }
 
-void TorchScriptVae::require_same_file(const std::string& source) const { impl_->compare_record(source); }
+void TorchScriptVae::require_same_file(const std::string& source) const {
+  impl_->compare_record(source);
+}
 
 void TorchScriptVae::save(const fs::path& file) {
   Impl& m = *impl_;
