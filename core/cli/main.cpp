@@ -18,6 +18,7 @@
 #include <vaelab/train/run.hpp>
 
 #include "commands.hpp"
+#include "export_command.hpp"
 #include "launcher.hpp"
 
 namespace {
@@ -99,6 +100,13 @@ int main(int argc, char** argv) {
   score->add_option("--split", score_options.split, "test, train or all")->capture_default_str();
   score->add_option("--samples", score_options.samples, "samples per image (0 = the run's [eval] setting)");
   score->add_option("--out", score_out, "CSV file to write")->required();
+
+  std::string export_dir;
+  std::string export_torchscript_out;
+  CLI::App* export_cmd = app.add_subcommand(
+      "export", "Write a vae-torchscript run's trained module as TorchScript, for torch.jit.load");
+  export_cmd->add_option("run_dir", export_dir, "run folder")->required();
+  export_cmd->add_option("--torchscript", export_torchscript_out, "TorchScript file to write")->required();
 
   std::string bench_config;
   std::vector<std::string> bench_sets;
@@ -238,6 +246,7 @@ int main(int argc, char** argv) {
       std::cout << score_out << " (" << rows << " images)\n";
       return 0;
     }
+    if (export_cmd->parsed()) return vaelab::cli::export_torchscript(export_dir, export_torchscript_out);
     if (bench_threads->parsed()) {
       return vaelab::cli::bench_threads(bench_config, bench_sets, bench_steps, bench_repeats);
     }

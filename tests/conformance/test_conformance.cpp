@@ -3,7 +3,7 @@
 // failing exactly the check that names the flaw, and a plugin the registry refuses.
 //
 // Plugins that read inputs get them here: CIFAR-10 batches, .npy arrays, a folder of PNGs, a
-// sample pool and a TorchScript module, all written by this test into its scratch folder.
+// sample pool and TorchScript modules, all written by this test into its scratch folder.
 
 #include <catch2/catch.hpp>
 
@@ -26,6 +26,7 @@
 #include <vaelab/io/pool.hpp>
 
 #include "cli_runner.hpp"
+#include "scripted_mlp.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -219,6 +220,16 @@ std::string inputs_for(const std::string& name) {
                "path = \"" + file.string() + "\"\nkind = \"generator\"\nlatent_shape = [256]\n");
     return "--config " + (dir / "torchscript.toml").string();
   }
+  if (name == "vae-torchscript") {
+    // The paper's MLP as TorchScript, with one hidden layer, for the kit's 1x32x32 images and
+    // Gaussian likelihood (1 parameter channel); it refuses another likelihood's channels.
+    const fs::path file = dir / "vae.pt";
+    if (!fs::exists(file)) {
+      fs::create_directories(dir);
+      vaelab::testing::scripted_mlp({{64}, 8, 1, 32, 32, 1}).save(file.string());
+    }
+    return "--set path=" + file.string();
+  }
   return "";
 }
 
@@ -304,7 +315,7 @@ TEST_CASE("the conformance kit passes every built-in backend", "[conformance]") 
 }
 
 TEST_CASE("the conformance kit passes every built-in model and the plugin template", "[conformance]") {
-  require_kind_passes("model", {"vae-mlp", "vae-conv"});
+  require_kind_passes("model", {"vae-mlp", "vae-conv", "vae-torchscript"});
   require_all_pass(fs::path(VAELAB_TEST_TEMPLATE_DIR) / "libvaelab-model-template-vae.so", "");
 }
 

@@ -32,10 +32,12 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.hpp"
+#include "run_files.hpp"
 
 namespace fs = std::filesystem;
 using Catch::Contains;
 using nlohmann::json;
+using vaelab::testing::metrics_of;
 using vaelab::testing::slurp;
 using Clock = std::chrono::steady_clock;
 
@@ -102,15 +104,6 @@ std::map<std::string, std::vector<float>> model_weights(const fs::path& file) {
     std::vector<float> values((end - begin) / sizeof(float));
     std::memcpy(values.data(), bytes.data() + 8 + n + begin, end - begin);
     out[name] = std::move(values);
-  }
-  return out;
-}
-
-std::vector<json> metrics_of(const fs::path& run) {
-  std::vector<json> out;
-  std::ifstream in(run / "metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) out.push_back(json::parse(line));
   }
   return out;
 }

@@ -22,10 +22,12 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.hpp"
+#include "run_files.hpp"
 
 namespace fs = std::filesystem;
 using Catch::Contains;
 using nlohmann::json;
+using vaelab::testing::metrics_of;
 using vaelab::testing::slurp;
 
 namespace {
@@ -97,15 +99,6 @@ std::map<std::string, std::string> model_tensors(const fs::path& file) {
   return out;
 }
 
-std::vector<json> metrics_of(const fs::path& run) {
-  std::vector<json> out;
-  std::ifstream in(run / "metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) out.push_back(json::parse(line));
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("a run killed mid-epoch and resumed ends with the uninterrupted run's weights, bit for bit", "[e2e][resume]") {
@@ -122,15 +115,7 @@ TEST_CASE("a run killed mid-epoch and resumed ends with the uninterrupted run's 
   // The same run, killed once a mid-epoch checkpoint after the second evaluation exists.
   const fs::path run = work_dir() / "killed";
   const fs::path checkpoint = run / "checkpoints" / "last.safetensors";
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int null_fd = ::open("/dev/null", O_WRONLY);
-    dup2(null_fd, 1);
-    dup2(null_fd, 2);
-    execl(VAELAB_TEST_EXE, VAELAB_TEST_EXE, "train", config.c_str(), "--out", run.c_str(),
-          static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  const pid_t pid = vaelab::testing::start_vaelab({"train", config.string(), "--out", run.string()});
   REQUIRE(pid > 0);
   json state;
   bool killed = false;

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include <vaelab/error.hpp>
 #include <vaelab/io/safetensors.hpp>
 #include <vaelab/likelihood.hpp>
 #include <vaelab/metrics/elbo.hpp>
@@ -129,7 +130,19 @@ void check_model(const Context& context, CheckList& checks) {
                 " ([B, param_channels, H, W])");
     // Another likelihood: the decoder must follow ModelSpec::param_channels.
     const int64_t other_channels = m.spec.param_channels + 2;
-    PluginPtr<Model> other = m.build(0, other_channels);
+    PluginPtr<Model> other;
+    try {
+      other = m.build(0, other_channels);
+    } catch (const Error& e) {
+      // A model whose decoder is fixed (a TorchScript file) may refuse another likelihood in
+      // build() instead, with an error that names what it needed.
+      const std::string message = e.what();
+      require(message.find(std::to_string(other_channels)) != std::string::npos,
+              "built for param_channels = " + std::to_string(other_channels) +
+                  ", build() failed without naming that number: " + message);
+      return shape_string(want) + "; built for " + std::to_string(other_channels) +
+             " parameter channels, build() refused: " + message;
+    }
     const torch::Tensor out2 = other->decode(m.z);
     const std::vector<int64_t> want2 = {kBatch, other_channels, m.spec.height, m.spec.width};
     require(out2.sizes() == torch::IntArrayRef(want2),

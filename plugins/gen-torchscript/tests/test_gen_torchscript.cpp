@@ -21,6 +21,7 @@
 #include <vaelab/torch_shim.hpp>
 
 #include "plugin_registry.hpp"
+#include "scratch_folder.hpp"
 
 using Catch::Contains;
 
@@ -28,22 +29,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// A folder of this process's own (ctest runs the test cases as parallel processes), removed
-/// when the process exits.
-struct ScratchRoot {
-  fs::path dir =
-      fs::temp_directory_path() / ("vaelab-test-gen-torchscript-" + std::to_string(::getpid()));
-  ScratchRoot() { fs::create_directories(dir); }
-  ~ScratchRoot() {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-  }
-};
-
-fs::path scratch() {
-  static const ScratchRoot root;
-  return root.dir;
-}
+fs::path scratch() { return vaelab::testing::scratch_folder("vaelab-test-gen-torchscript"); }
 
 /// The plugin's defaults with `overrides` (TOML) on top, as the host resolves a config.
 std::string config(const std::string& overrides) {
