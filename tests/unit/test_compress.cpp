@@ -390,6 +390,22 @@ TEST_CASE("file format: round trip, and truncated or corrupt files are refused w
   }
 }
 
+TEST_CASE("decoded images that miss the header's CRC-32 are refused at byte 80", "[compress][fuzz]") {
+  // fuzz/regressions/compressed/images-crc-field-changed.vlz: a file whose images CRC-32 field was
+  // changed (and its header CRC fixed) decodes to the right images, which must still be refused.
+  CompressedHeader h;
+  const std::vector<uint8_t> images = {0, 1, 1, 0, 1};
+  h.images_crc32 = crc32_of(images.data(), images.size());
+  CHECK_NOTHROW(check_images_crc("f.vlz", h, images.data(), images.size()));
+  h.images_crc32 ^= 0x01000000u;
+  try {
+    check_images_crc("f.vlz", h, images.data(), images.size());
+    FAIL("accepted");
+  } catch (const vaelab::Error& e) {
+    CHECK(std::string(e.what()).find("f.vlz: byte 80: the decoded images' CRC-32") == 0);
+  }
+}
+
 TEST_CASE("write_file_atomically replaces a file only with a complete one", "[compress]") {
   const std::string path = scratch("atomic.bin");
   write_file_atomically(path, {1, 2, 3});

@@ -214,6 +214,14 @@ CompressedFile read_compressed(const std::string& path, uint64_t max_bytes) {
   return parse_compressed(path, bytes.data(), bytes.size());
 }
 
+void check_images_crc(const std::string& path, const CompressedHeader& header, const uint8_t* images, uint64_t size) {
+  const uint32_t crc = crc32_of(images, size);
+  if (crc != header.images_crc32) {
+    fail_at(path, 80, "the decoded images' CRC-32 is " + hex32(crc) + " but the file says " +
+                          hex32(header.images_crc32) + ": the file is corrupt");
+  }
+}
+
 std::string lane_bytes(const CompressedFile& file, size_t lane) {
   if (lane >= file.lane_offsets.size()) return "chain " + std::to_string(lane);
   const uint64_t begin = file.lane_offsets[lane];

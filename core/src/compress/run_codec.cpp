@@ -447,9 +447,7 @@ nlohmann::json decompress_run(const fs::path& file_path, const fs::path& run_dir
                 " (" + lane_bytes(file, lane) + "): " + e.what());
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  if (crc32_of(symbols.data(), symbols.size()) != h.images_crc32) {
-    throw Error(path + ": byte 80: the decoded images do not match the file's CRC-32 of the images");
-  }
+  check_images_crc(path, h, symbols.data(), symbols.size());
   if (h.binary_one > 1) {
     for (auto& v : symbols) v = v != 0 ? h.binary_one : 0;
   }

@@ -44,6 +44,10 @@ CompressedFile parse_compressed(const std::string& path, const uint8_t* data, ui
 /// Reads and parses `path` (at most `max_bytes`).
 CompressedFile read_compressed(const std::string& path, uint64_t max_bytes = uint64_t{1} << 36);
 
+/// Throws vaelab::Error "<path>: byte 80: ..." unless `images` (the decoded symbols) have the
+/// CRC-32 the header records.
+void check_images_crc(const std::string& path, const CompressedHeader& header, const uint8_t* images, uint64_t size);
+
 /// "bytes A..B" of chain `lane`'s words, for messages.
 std::string lane_bytes(const CompressedFile& file, size_t lane);
 
