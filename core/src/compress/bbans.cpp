@@ -122,6 +122,20 @@ class ImageCoder {
   std::unique_ptr<MolPixelCode> mol_;
 };
 
+/// What both directions derive from the settings: sizes, precisions, the latent buckets.
+struct Geometry {
+  explicit Geometry(const CodecSettings& s)
+      : d(s.latent_dims),
+        image(s.image_symbols()),
+        params_per_image(s.param_channels() * s.height * s.width),
+        mq(s.posterior_precision),
+        mz(s.latent_precision),
+        buckets(s.latent_precision) {}
+  int64_t d, image, params_per_image;
+  int mq, mz;
+  GaussianBuckets buckets;
+};
+
 struct Buffers {
   Buffers(const CodecSettings& s, int64_t lanes)
       : mean(static_cast<size_t>(lanes * s.latent_dims)),
@@ -141,12 +155,10 @@ std::vector<LaneStream> bbans_encode(const CodecSettings& settings, CodingModel&
                                      CodingStats* stats) {
   settings.check();
   const int64_t lanes = std::min(settings.lanes, count);
-  const int64_t d = settings.latent_dims;
-  const int64_t image = settings.image_symbols();
-  const int64_t params_per_image = settings.param_channels() * settings.height * settings.width;
-  const int mq = settings.posterior_precision;
-  const int mz = settings.latent_precision;
-  const GaussianBuckets buckets(mz);
+  const Geometry g(settings);
+  const int64_t d = g.d, image = g.image, params_per_image = g.params_per_image;
+  const int mq = g.mq, mz = g.mz;
+  const GaussianBuckets& buckets = g.buckets;
   std::vector<RandomWords> random;
   random.reserve(static_cast<size_t>(lanes));
   std::vector<RansStack> stacks;
@@ -206,12 +218,10 @@ void bbans_decode(const CodecSettings& settings, CodingModel& model,
     throw Error("the file holds " + std::to_string(lanes_in.size()) + " chains where " +
                 std::to_string(lanes) + " are needed");
   }
-  const int64_t d = settings.latent_dims;
-  const int64_t image = settings.image_symbols();
-  const int64_t params_per_image = settings.param_channels() * settings.height * settings.width;
-  const int mq = settings.posterior_precision;
-  const int mz = settings.latent_precision;
-  const GaussianBuckets buckets(mz);
+  const Geometry g(settings);
+  const int64_t d = g.d, image = g.image, params_per_image = g.params_per_image;
+  const int mq = g.mq, mz = g.mz;
+  const GaussianBuckets& buckets = g.buckets;
   std::vector<RansStack> stacks;
   stacks.reserve(static_cast<size_t>(lanes));
   for (const LaneStream& lane : lanes_in) {

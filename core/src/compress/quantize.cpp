@@ -34,6 +34,27 @@ const double* pixel_edges() {
   return edges.data();
 }
 
+/// The symbol in [0, n) whose interval [F(k), F(k+1)) holds c, for a non-decreasing cumulative
+/// frequency function F with F(0) = 0 and F(n) = 2^precision (binary search).
+template <class Cumulative>
+uint32_t find_symbol(uint32_t n, int precision, uint32_t c, const Cumulative& cumulative, Interval& interval) {
+  uint32_t lo = 0, hi = n;
+  uint64_t f_lo = 0, f_hi = uint64_t{1} << precision;
+  while (hi - lo > 1) {
+    const uint32_t mid = lo + (hi - lo) / 2;
+    const uint64_t f = cumulative(mid);
+    if (f <= c) {
+      lo = mid;
+      f_lo = f;
+    } else {
+      hi = mid;
+      f_hi = f;
+    }
+  }
+  interval = {static_cast<uint32_t>(f_lo), static_cast<uint32_t>(f_hi - f_lo)};
+  return lo;
+}
+
 }  // namespace
 
 FixedCdf::FixedCdf(double range, double (*cdf)(double)) : range_(range) {
@@ -98,21 +119,7 @@ Interval GaussianPosteriorCode::interval(uint32_t k) const {
 }
 
 uint32_t GaussianPosteriorCode::find(uint32_t c, Interval& interval) const {
-  uint32_t lo = 0, hi = buckets_.count();
-  uint64_t f_lo = 0, f_hi = uint64_t{1} << precision_;
-  while (hi - lo > 1) {
-    const uint32_t mid = lo + (hi - lo) / 2;
-    const uint64_t f = cumulative(mid);
-    if (f <= c) {
-      lo = mid;
-      f_lo = f;
-    } else {
-      hi = mid;
-      f_hi = f;
-    }
-  }
-  interval = {static_cast<uint32_t>(f_lo), static_cast<uint32_t>(f_hi - f_lo)};
-  return lo;
+  return find_symbol(buckets_.count(), precision_, c, [this](uint32_t k) { return cumulative(k); }, interval);
 }
 
 namespace {
@@ -233,21 +240,8 @@ Interval MolPixelCode::interval(uint8_t v) const {
 }
 
 uint8_t MolPixelCode::find(uint32_t c, Interval& interval) const {
-  int lo = 0, hi = 256;
-  uint64_t f_lo = 0, f_hi = uint64_t{1} << precision_;
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    const uint64_t f = cumulative(mid);
-    if (f <= c) {
-      lo = mid;
-      f_lo = f;
-    } else {
-      hi = mid;
-      f_hi = f;
-    }
-  }
-  interval = {static_cast<uint32_t>(f_lo), static_cast<uint32_t>(f_hi - f_lo)};
-  return static_cast<uint8_t>(lo);
+  const auto at = [this](uint32_t v) { return cumulative(static_cast<int>(v)); };
+  return static_cast<uint8_t>(find_symbol(256, precision_, c, at, interval));
 }
 
 void MolPixelCode::next(uint8_t v) {
