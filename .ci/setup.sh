@@ -12,6 +12,7 @@ packages=(
   libboost-dev libboost-filesystem-dev    # Boost.DLL
   libtomlplusplus-dev libspdlog-dev libfmt-dev catch2 libcli11-dev nlohmann-json3-dev
   libsqlite3-dev zlib1g-dev libstb-dev
+  libbz2-dev liblzma-dev libzstd-dev libpng-dev   # vaelab compress --compare: bzip2, xz, zstd, PNG
   gnuplot-nox                             # the plots of vaelab report (optional: tables render without it)
   dataset-fashion-mnist                   # /usr/share/datasets/fashion-mnist/*.gz
 )

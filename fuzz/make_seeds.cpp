@@ -17,8 +17,11 @@
 #include <string>
 #include <vector>
 
+#include <vaelab/compress/container.hpp>
 #include <vaelab/error.hpp>
 #include <vaelab/io/pool.hpp>
+
+#include "fuzz_coding_model.hpp"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_STATIC
@@ -156,6 +159,34 @@ void pool_file(const fs::path& file, int64_t count, int64_t c, int64_t h, int64_
   writer.commit();
 }
 
+// ---- Compressed files: BB-ANS with the fuzz target's stand-in model, so they decode in full ----
+Bytes compressed_file(vaelab::compress::LikelihoodKind kind, int64_t channels, int64_t count, int64_t lanes) {
+  namespace compress = vaelab::compress;
+  compress::CompressedFile file;
+  compress::CodecSettings& s = file.header.settings;
+  s.likelihood = kind;
+  s.mixtures = kind == compress::LikelihoodKind::mol ? 2 : 0;
+  s.channels = channels;
+  s.height = 3;
+  s.width = 4;
+  s.latent_dims = 2;
+  s.latent_precision = 6;
+  s.posterior_precision = 16;
+  s.likelihood_precision = 12;
+  s.lanes = lanes;
+  Bytes images = ramp(static_cast<size_t>(count * s.image_symbols()), 5);
+  if (kind == compress::LikelihoodKind::bernoulli) {
+    for (auto& v : images) v = v >> 7;
+  }
+  file.header.binary_one = kind == compress::LikelihoodKind::bernoulli ? 255 : 0;
+  file.header.count = static_cast<uint64_t>(count);
+  file.header.seed = 3;
+  file.header.images_crc32 = compress::crc32_of(images.data(), images.size());
+  vaelab::fuzz::StandInModel model(s);
+  file.lanes = compress::bbans_encode(s, model, images.data(), count, file.header.seed);
+  return compress::serialize(file);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -192,6 +223,11 @@ int main(int argc, char** argv) {
     write_file(out / "image" / "rgba-3x2.png", png(3, 2, 4));
     write_file(out / "image" / "rgb-8x8.jpg", jpeg(8, 8, 3));
     write_file(out / "image" / "grey-9x7.jpg", jpeg(9, 7, 1));
+
+    write_file(out / "compressed" / "bernoulli-5-images-2-chains.vlz",
+               compressed_file(vaelab::compress::LikelihoodKind::bernoulli, 1, 5, 2));
+    write_file(out / "compressed" / "mol-grey-3-images.vlz", compressed_file(vaelab::compress::LikelihoodKind::mol, 1, 3, 1));
+    write_file(out / "compressed" / "mol-rgb-2-images.vlz", compressed_file(vaelab::compress::LikelihoodKind::mol, 3, 2, 2));
 
     pool_file(out / "pool" / "grey-3x4x4.pool", 3, 1, 4, 4);
     pool_file(out / "pool" / "rgb-2x3x2x2.pool", 2, 3, 2, 2);

@@ -21,7 +21,7 @@ seconds=${1:-60}
 shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${VAELAB_FUZZ_BUILD:-$root/build-fuzz}
-all_targets=(config study idx pool npy cifar10 image safetensors)
+all_targets=(config study idx pool npy cifar10 image compressed safetensors)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 

@@ -4,7 +4,9 @@
 //
 // Lines: vae-mlp-train (the paper's Fashion-MNIST MLP, 1024-512-512-16 and mirrored, Gaussian
 // likelihood, batch 128; achieved GFLOP/s from its exact matmul FLOPs),
-// vae-conv-train (n_c = 64, CIFAR-sized), iwae-eval (K = 1000), diffusion-sample (Heun, 18 steps).
+// vae-conv-train (n_c = 64, CIFAR-sized), iwae-eval (K = 1000), diffusion-sample (Heun, 18 steps),
+// and on torch-cpu f32 only bbans-compress / bbans-decompress (vaelab compress's coder with the
+// paper MLP and a Bernoulli likelihood on binary 32×32 images, one thread as the command runs it).
 
 #include <algorithm>
 #include <chrono>
@@ -18,6 +20,7 @@
 #include <torch/torch.h>
 
 #include <vaelab/backend.hpp>
+#include <vaelab/compress/run_codec.hpp>
 #include <vaelab/config.hpp>
 #include <vaelab/cpu.hpp>
 #include <vaelab/data_source.hpp>
@@ -30,6 +33,7 @@
 #include <vaelab/registry.hpp>
 #include <vaelab/threads.hpp>
 #include <vaelab/torch_shim.hpp>
+#include <vaelab/train/run.hpp>
 
 #include "commands.hpp"
 #include "gemm_peak.hpp"
@@ -136,6 +140,63 @@ ModelSetup make_model(const Registry& registry, const std::string& model_name,
   if (likelihood == "mol") x = x.mul(255).round().div(255);
   m.batch = x.to(backend.device());
   return m;
+}
+
+/// The BB-ANS coder of `vaelab compress` with the paper MLP (random weights: coding costs the same
+/// whatever they are) on binary 32×32 images, one thread as the command runs it.
+struct BbansBench {
+  ModelSetup setup;
+  compress::CodecSettings settings;
+  std::unique_ptr<compress::TorchCodingModel> coding;
+  std::vector<uint8_t> images;
+  std::vector<compress::LaneStream> lanes;
+
+  static void one_thread() {
+    at::set_num_threads(1);
+    set_blas_threads(1);
+  }
+  int64_t compress() {
+    one_thread();
+    lanes = compress::bbans_encode(settings, *coding, images.data(), count(), 1);
+    return count();
+  }
+  int64_t decompress() {
+    one_thread();
+    std::vector<uint8_t> back(images.size());
+    compress::bbans_decode(settings, *coding, lanes, count(), 1, back.data());
+    if (back != images) throw Error("bench bbans-decompress: the images did not come back");
+    return count();
+  }
+  int64_t count() const { return static_cast<int64_t>(images.size()) / settings.image_symbols(); }
+};
+
+BbansBench make_bbans_bench(const Registry& registry, Backend& backend, int64_t count) {
+  BbansBench b;
+  b.setup = make_model(registry, "vae-mlp", {{"hidden", "[512, 512]"}, {"latent", "16"}}, backend, "bernoulli", 1,
+                       32, 1);
+  b.setup.model->module().eval();
+  b.settings.likelihood = compress::LikelihoodKind::bernoulli;
+  b.settings.channels = 1;
+  b.settings.height = 32;
+  b.settings.width = 32;
+  b.settings.latent_dims = 16;
+  const ConfigTable defaults = ConfigTable::parse(std::string(core_defaults_toml()), "core/defaults.toml").sub("compress");
+  b.settings.latent_precision = static_cast<int>(defaults.get_int("latent_precision"));
+  b.settings.posterior_precision = static_cast<int>(defaults.get_int("posterior_precision"));
+  b.settings.likelihood_precision = static_cast<int>(defaults.get_int("likelihood_precision"));
+  b.settings.lanes = defaults.get_int("lanes");
+  b.coding = std::make_unique<compress::TorchCodingModel>(*b.setup.model, b.settings, true);
+  // Discs of varying radius on a blank background, like binarized objects.
+  b.images.resize(static_cast<size_t>(count * 1024));
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t r2 = 20 + (i * 37) % 120;
+    for (int64_t p = 0; p < 1024; ++p) {
+      const int64_t y = p / 32 - 16, x = p % 32 - 16;
+      b.images[static_cast<size_t>(i * 1024 + p)] = static_cast<uint8_t>(x * x + y * y < r2 ? 1 : 0);
+    }
+  }
+  b.compress();
+  return b;
 }
 
 /// `steps` Adam steps on the negative ELBO of one fixed batch; returns the images trained on.
@@ -300,6 +361,16 @@ int bench_suite(const BenchOptions& options) {
     work.push_back({"diffusion-sample", &t, [g, diffusion_images] {
                       return g->sample(diffusion_images, 0).count;
                     }, 0, {}, nullptr, nullptr});
+  }
+
+  // vaelab compress's coder (docs/compression.md), on the backend and thread count it always uses.
+  for (auto& tp : targets) {
+    Target& t = *tp;
+    if (t.backend != "torch-cpu" || t.precision != "f32") continue;
+    const int64_t images = quick ? 32 : 512;
+    auto coder = std::make_shared<BbansBench>(make_bbans_bench(registry, *t.instance, images));
+    work.push_back({"bbans-compress", &t, [coder] { return coder->compress(); }, 0, {}, nullptr, nullptr});
+    work.push_back({"bbans-decompress", &t, [coder] { return coder->decompress(); }, 0, {}, nullptr, nullptr});
   }
 
   // ---- Measure: every workload once per repeat, interleaved, after a warm-up ---------------------

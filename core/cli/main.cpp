@@ -19,6 +19,7 @@
 
 #include "commands.hpp"
 #include "export_command.hpp"
+#include "compress_command.hpp"
 #include "launcher.hpp"
 
 namespace {
@@ -191,6 +192,9 @@ int main(int argc, char** argv) {
   report->add_option("dir", report_dir, "study folder (holding study.sqlite)")->required();
   report->add_flag("--json", report_json, "print the numbers behind every table as JSON instead");
 
+  vaelab::cli::CompressCommands compress_commands;
+  vaelab::cli::add_compress_commands(app, compress_commands);
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -262,6 +266,9 @@ int main(int argc, char** argv) {
       return vaelab::cli::study_command(study_options);
     }
     if (report->parsed()) return vaelab::cli::report_command(report_dir, report_json);
+    if (compress_commands.compress->parsed() || compress_commands.decompress->parsed()) {
+      return vaelab::cli::run_compress_commands(compress_commands);
+    }
     if (gen_check->parsed()) {
       return vaelab::cli::generator_check(gen_check_target, gen_check_data, gen_check_n,
                                           gen_check_seed, gen_check_out);

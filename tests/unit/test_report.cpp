@@ -666,3 +666,46 @@ TEST_CASE("report refuses another schema version and a missing database, naming 
                       Catch::Contains("study.sqlite") && Catch::Contains("r0000 summary"));
   }
 }
+
+TEST_CASE("report with a discrete likelihood: compressed bits/dim per regime and Δ bits/dim",
+          "[report][compress]") {
+  TempDir tmp;
+  {
+    StudyDb db(tmp.path(), kAxes, kBase);
+    const double normal_bits[] = {0.200, 0.202, 0.204};
+    for (int s = 0; s < 3; ++s) {
+      json sm = summary(-100 - s, -80, std::nullopt, 1e6);
+      sm["likelihood"] = "bernoulli";
+      sm["bits_per_dim_test"] = normal_bits[s] - 0.001;
+      sm["compressed_bits_per_dim_test"] = normal_bits[s];
+      db.run({"normal", s, {{"model.config.latent", 8}}, sm, 100.0});
+    }
+    for (int s = 0; s < 2; ++s) {
+      json sm = summary(-95 - s, -85, std::nullopt, 1.5e6);
+      sm["likelihood"] = "bernoulli";
+      sm["compressed_bits_per_dim_test"] = 0.190 + 0.002 * s;
+      db.run({"normal", s, {{"model.config.latent", 32}}, sm, 120.0});
+    }
+  }
+  const json report = vaelab::report_json(tmp.path());
+  const json& big = return_row(report, "normal", 32);
+  CHECK(big["delta_compressed_bits_per_dim_test"]["value"].get<double>() == Approx(0.191 - 0.202));
+  REQUIRE(report["downstream"].size() == 1);
+  CHECK(report["downstream"][0]["compressed_bits_per_dim_test"]["mean"].get<double>() == Approx(0.202));
+
+  const std::string text = read_text(vaelab::write_report(tmp.path()));
+  CHECK_THAT(text, Catch::Contains("compressed bits/dim (test)") && Catch::Contains("Δ bits/dim (compressed)"));
+  const auto row = md_row(text, "## Return on cost", "normal");
+  REQUIRE(row.size() == 13);
+  CHECK(std::stod(row[7]) == Approx(-0.011).margin(1e-4));  // "-0.0110 *" or with a note
+}
+
+TEST_CASE("report with a Gaussian likelihood has no compressed columns", "[report][compress]") {
+  TempDir tmp;
+  {
+    StudyDb db(tmp.path(), kAxes, kBase);
+    levers_study(db);
+  }
+  const std::string text = read_text(vaelab::write_report(tmp.path()));
+  CHECK_THAT(text, !Catch::Contains("compressed bits/dim") && !Catch::Contains("Δ bits/dim"));
+}

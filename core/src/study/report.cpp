@@ -470,6 +470,8 @@ void downstream_section(Document& doc, Context& cx) {
   std::vector<std::string> notes;
   std::map<std::string, std::vector<std::string>> bits_notes;  // note → regimes
   bool any = false;
+  bool compressed = false;  // a discrete likelihood: the test set's real compressed size
+  for (const auto& d : cx.an.downstream) compressed = compressed || d.compressed_bits_per_dim_test.has_value();
   for (const auto& d : cx.an.downstream) {
     const int64_t n = d.aggregate ? d.aggregate->n() : 0;
     if (d.aggregate || d.anomaly_auroc) any = true;
@@ -477,6 +479,9 @@ void downstream_section(Document& doc, Context& cx) {
                     stat_cell(d.probe_accuracy, 3, n), stat_cell(d.knn_accuracy, 3, n),
                     d.anomaly_auroc ? stat_cell(d.anomaly_auroc, 3, d.anomaly_auroc->n) : "—",
                     d.bits_per_dim_test ? stat_cell(d.bits_per_dim_test, 3, n) : "n/a"});
+    if (compressed) {
+      rows.back().push_back(d.compressed_bits_per_dim_test ? stat_cell(d.compressed_bits_per_dim_test, 4, n) : "—");
+    }
     notes.push_back(d.regime + ": " + d.anomaly_source);
     if (!d.bits_per_dim_test) bits_notes[d.bits_per_dim_note].push_back(d.regime);
   }
@@ -484,8 +489,17 @@ void downstream_section(Document& doc, Context& cx) {
     cx.empty(doc, "Downstream", "no finished run at the base point");
     return;
   }
-  doc.table({"regime", "n", "probe accuracy", "kNN accuracy", "anomaly AUROC", "bits/dim (test)"},
-            rows, {false, true, true, true, true, true});
+  std::vector<std::string> columns = {"regime", "n", "probe accuracy", "kNN accuracy", "anomaly AUROC",
+                                      "bits/dim (test)"};
+  std::vector<bool> numeric = {false, true, true, true, true, true};
+  if (compressed) {
+    columns.push_back("compressed bits/dim (test)");
+    numeric.push_back(true);
+    notes.push_back("compressed bits/dim: the size of the file `vaelab compress` wrote for the whole test set "
+                    "(bits-back ANS, initial bits included; docs/compression.md), against bits/dim, the negative "
+                    "ELBO it approaches");
+  }
+  doc.table(columns, rows, numeric);
   for (const auto& [note, regimes] : bits_notes) {
     std::string who;
     for (const auto& regime : regimes) who += (who.empty() ? "" : ", ") + regime;
@@ -525,6 +539,9 @@ void return_section(Document& doc, Context& cx) {
   if (an.return_table.empty()) {
     cx.empty(doc, "Return table", "the baseline is the only aggregate");
   } else {
+    // A discrete likelihood adds the change in the test set's real compressed size.
+    bool compressed = false;
+    for (const auto& r : an.return_table) compressed = compressed || r.compressed_bits_per_dim.value.has_value();
     std::vector<std::vector<std::string>> rows;
     for (const auto& r : an.return_table) {
       const Aggregate& a = *r.aggregate;
@@ -533,10 +550,21 @@ void return_section(Document& doc, Context& cx) {
                       delta_cell(r.amortization_gap), delta_cell(r.extra_seconds, 1),
                       delta_cell(r.extra_cpu_minutes, 2), opt_cell(r.extra_params, 0, true),
                       opt_cell(r.nats_per_cpu_minute, 3), opt_cell(r.nats_per_million_params, 3)});
+      if (compressed) rows.back().insert(rows.back().begin() + 7, delta_cell(r.compressed_bits_per_dim, 4));
     }
-    doc.table({"regime", "point", "lever", "n", "Δ test ELBO", "Δ G_g", "Δ G_a", "extra s",
-               "extra CPU-min", "extra params", "nats / extra CPU-min", "nats / extra M params"},
-              rows, {false, false, false, true, true, true, true, true, true, true, true, true});
+    std::vector<std::string> columns = {"regime", "point", "lever", "n", "Δ test ELBO", "Δ G_g", "Δ G_a",
+                                        "extra s", "extra CPU-min", "extra params", "nats / extra CPU-min",
+                                        "nats / extra M params"};
+    std::vector<bool> numeric = {false, false, false, true, true, true, true, true, true, true, true, true};
+    if (compressed) {
+      columns.insert(columns.begin() + 7, "Δ bits/dim (compressed)");
+      numeric.insert(numeric.begin() + 7, true);
+    }
+    doc.table(columns, rows, numeric);
+    if (compressed) {
+      doc.paragraph("Δ bits/dim (compressed): the change in the real size of the test set's file written by "
+                    "`vaelab compress` (bits-back ANS; docs/compression.md); < 0 is better.");
+    }
   }
   doc.paragraph("**Conclusion:** " + an.conclusion.text);
 }

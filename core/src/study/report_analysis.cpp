@@ -688,6 +688,7 @@ DownstreamRow downstream_of(const Analysis& an, const std::string& regime) {
   row.probe_accuracy = stat_opt(row.aggregate, "probe_accuracy");
   row.knn_accuracy = stat_opt(row.aggregate, "knn_accuracy");
   row.bits_per_dim_test = stat_opt(row.aggregate, "bits_per_dim_test");
+  row.compressed_bits_per_dim_test = stat_opt(row.aggregate, "compressed_bits_per_dim_test");
   row.anomaly_auroc = stat_opt(row.aggregate, "anomaly_auroc");
   if (row.anomaly_auroc) {
     row.anomaly_source = "main runs";
@@ -884,6 +885,7 @@ Analysis analyze(const StudyRecord& study) {
       r.test_elbo = make_delta(a, *an.baseline, kTestElbo);
       r.generalization_gap = make_delta(a, *an.baseline, kGg);
       r.amortization_gap = make_delta(a, *an.baseline, kGa);
+      r.compressed_bits_per_dim = make_delta(a, *an.baseline, "compressed_bits_per_dim_test");
       r.extra_seconds = make_delta(a, *an.baseline, "cost_seconds");
       r.extra_cpu_minutes = make_delta(a, *an.baseline, "cost_cpu_minutes");
       r.extra_params = mean_difference(a, *an.baseline, kParams);

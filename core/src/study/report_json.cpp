@@ -178,7 +178,8 @@ json to_json(const StudyRecord& study, const Analysis& an) {
                           {"anomaly_auroc", stat_json(d.anomaly_auroc)},
                           {"anomaly_source", d.anomaly_source},
                           {"bits_per_dim_test", stat_json(d.bits_per_dim_test)},
-                          {"bits_per_dim_note", d.bits_per_dim_note}});
+                          {"bits_per_dim_note", d.bits_per_dim_note},
+                          {"compressed_bits_per_dim_test", stat_json(d.compressed_bits_per_dim_test)}});
   }
   out["downstream"] = downstream;
 
@@ -210,6 +211,7 @@ json to_json(const StudyRecord& study, const Analysis& an) {
          {"delta_elbo_test_nats", to_json(r.test_elbo)},
          {"delta_generalization_gap_nats", to_json(r.generalization_gap)},
          {"delta_amortization_gap_nats", to_json(r.amortization_gap)},
+         {"delta_compressed_bits_per_dim_test", to_json(r.compressed_bits_per_dim)},
          {"extra_wall_seconds", optional_number(r.extra_seconds.value)},
          {"extra_wall_seconds_note", r.extra_seconds.note()},
          {"extra_cpu_minutes", optional_number(r.extra_cpu_minutes.value)},

@@ -143,6 +143,7 @@ struct ReturnRow {
   Delta test_elbo;  ///< nats; > 0 is better
   Delta generalization_gap;
   Delta amortization_gap;
+  Delta compressed_bits_per_dim;  ///< the test set's compressed file (vaelab compress); < 0 is better
   Delta extra_seconds;                            ///< cost_seconds, mean difference
   Delta extra_cpu_minutes;                        ///< cost_cpu_minutes, mean difference
   std::optional<double> extra_params;             ///< params_total, mean difference
@@ -198,6 +199,8 @@ struct DownstreamRow {
   std::string regime;
   const Aggregate* aggregate = nullptr;  ///< the main aggregate at the base point, if any
   std::optional<Stat> probe_accuracy, knn_accuracy, anomaly_auroc, bits_per_dim_test;
+  /// The real file `vaelab compress` wrote for the test set, bits/dim (discrete likelihoods).
+  std::optional<Stat> compressed_bits_per_dim_test;
   std::string anomaly_source;     ///< "main runs", "anomaly runs (class held out)", or why absent
   std::string bits_per_dim_note;  ///< why bits/dim are absent
 };

@@ -540,6 +540,33 @@ class StudyRunner {
     job.pid = spawn(options_.executable, args, log, slots_.empty() ? nullptr : &slots_[job.slot]);
   }
 
+  /// For a run whose likelihood is a probability mass (bernoulli, mol): `vaelab compress` codes its
+  /// test split (docs/compression.md) into RUN_DIR/test.vlz, and the file's bits/dim go into the
+  /// summary recorded in the database as compressed_bits_per_dim_test. A failure is reported and
+  /// leaves the key out; the run stays done.
+  void add_compressed_size(const Job& job, const fs::path& run_dir, std::string& summary) {
+    json s = json::parse(summary);
+    const std::string likelihood = s.value("likelihood", std::string());
+    if (likelihood != "bernoulli" && likelihood != "mol") return;
+    const fs::path report = run_dir / "compress.json";
+    const int rc = wait_for(spawn(options_.executable,
+                                  {"--log-level", "error", "compress", run_dir.string(), "--data",
+                                   (run_dir / "config.toml").string(), "--out", (run_dir / "test.vlz").string(),
+                                   "--json"},
+                                  report, slots_.empty() ? nullptr : &slots_[job.slot]));
+    try {
+      if (rc != 0) throw Error("exit " + std::to_string(rc) + ": " + last_line(report));
+      const json r = json::parse(read_text(report));
+      s["compressed_bits_per_dim_test"] = r.at("bits_per_dim");
+      s["compressed_initial_bits_per_dim_test"] = r.at("initial_bits_per_dim");
+      s["compress_images_per_second"] = r.at("images_per_second");
+      summary = s.dump();
+    } catch (const std::exception& e) {
+      std::printf("  %s: compressing the test set failed (%s); no compressed size recorded\n", job.run->id.c_str(),
+                  e.what());
+    }
+  }
+
   /// Records a finished child: the summary and every metrics line in one transaction.
   bool finish(const Job& job, int exit_code) {
     const double wall = seconds_since(job.start);
@@ -561,6 +588,7 @@ class StudyRunner {
       } catch (const std::exception& e) {
         error = std::string("the run ended but its results cannot be read: ") + e.what();
       }
+      if (error.empty()) add_compressed_size(job, run_dir, summary);
     } else {
       error = "exit " + std::to_string(exit_code) + ": " + last_line(log) + " (log: " + log.string() + ")";
     }
