@@ -348,6 +348,22 @@ steps = 40
   REQUIRE(summary["synthetic_images"] == 512);
   REQUIRE(summary["synthetic_source"] == gen.string());
   REQUIRE(std::isfinite(summary["elbo_test_nats"].get<double>()));
+
+  // Fresh samples every effective epoch (train.synthetic.fresh): 256 new images per epoch, made in
+  // the background; 2 epochs of the mixed regime with half real images need 2 × 128.
+  const fs::path fresh = work_dir() / "run-on-fresh-samples";
+  const Result fresh_train = run_vaelab("train '" + config.string() + "'" + subset + " --set generator.directory='" +
+                                        gen.string() + "' --set train.synthetic.fresh=true --set train.regime=mixed" +
+                                        " --set train.mixed.real_fraction=0.5 --set train.epochs=2 --out '" +
+                                        fresh.string() + "'");
+  INFO(fresh_train.err);
+  REQUIRE(fresh_train.code == 0);
+  const json fresh_summary = json::parse(slurp(fresh / "summary.json"));
+  REQUIRE(fresh_summary["regime"] == "mixed");
+  REQUIRE(fresh_summary["synthetic_images"] == 256);
+  REQUIRE(fresh_summary["synthetic_source"] == gen.string() + " (fresh every epoch)");
+  REQUIRE(std::isfinite(fresh_summary["elbo_test_nats"].get<double>()));
+  REQUIRE_THAT(slurp(fresh / "train.log"), Contains("fresh samples from"));
 }
 
 TEST_CASE("a GAN and a TorchScript generator swap in by changing only the [generator] table", "[e2e]") {
