@@ -94,6 +94,7 @@ std::string blas_core_name() {
 void ensure_blas_kernels(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr || std::getenv(kRestartedVariable) != nullptr) return;
   const std::string chosen = blas_core_name();
+  if (!is_pre_avx2_blas_core(chosen)) return;  // the usual case: /proc/cpuinfo is not read
   const std::string better = better_blas_core(cpu_features(), chosen);
   if (better.empty()) return;
   ::setenv("OPENBLAS_CORETYPE", better.c_str(), 1);
@@ -110,7 +111,8 @@ std::string blas_kernels_report() {
   std::string report = "OpenBLAS core " + core;
   const char* restarted = std::getenv(kRestartedVariable);
   const char* forced = std::getenv("OPENBLAS_CORETYPE");
-  const std::string isa = cpu_isa_name(cpu_features());
+  const CpuFeatures features = cpu_features();
+  const std::string isa = cpu_isa_name(features);
   if (restarted != nullptr && restarted[0] == '!') {
     report += " (generic kernels on this " + isa + " CPU: OpenBLAS had chosen " + std::string(restarted + 1) + ")";
   } else if (restarted != nullptr && forced != nullptr) {
@@ -118,7 +120,7 @@ std::string blas_kernels_report() {
               std::string(restarted) + ", kernels without AVX2, on this " + isa + " CPU)";
   } else if (forced != nullptr) {
     report += " (OPENBLAS_CORETYPE=" + std::string(forced) + " set by the user)";
-  } else if (!better_blas_core(cpu_features(), core).empty()) {
+  } else if (!better_blas_core(features, core).empty()) {
     report += " (kernels without AVX2 on this " + isa + " CPU)";
   }
   return report;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <sstream>
 #include <string>
@@ -12,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <vaelab/backend.hpp>
+#include <vaelab/cpu.hpp>
 #include <vaelab/error.hpp>
 #include <vaelab/registry.hpp>
 #include <vaelab/threads.hpp>
@@ -36,17 +36,11 @@ vaelab::PluginPtr<vaelab::Backend> onednn(const std::string& precision = "f32") 
   return b;
 }
 
-/// Whether the CPU has native bfloat16 arithmetic, read from /proc/cpuinfo (independently of
-/// oneDNN, so the backend's own check is tested).
+/// Whether the CPU has native bfloat16 arithmetic, read from /proc/cpuinfo (vaelab/cpu.hpp:
+/// independently of oneDNN, so the backend's own check is tested).
 bool cpu_has_bf16() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("flags", 0) == 0) {
-      return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
-    }
-  }
-  return false;
+  const vaelab::CpuFeatures cpu = vaelab::cpu_features();
+  return cpu.avx512_bf16 || cpu.amx_bf16;
 }
 
 /// "primitive cache: N created" in describe().
