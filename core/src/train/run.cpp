@@ -37,6 +37,7 @@ TrainOptions train_options(const RunConfig& config) {
   TrainOptions o;
   o.epochs = train.get_int_in("epochs", 1, 1000000);
   o.lr = train.get_double("lr");
+  o.fused_adam = train.get_choice("optimizer", {"adam-fused", "adam"}) == "adam-fused";
   o.eval_every_epochs = config.section("eval").get_int_in("every_epochs", 1, 1000000);
   const ConfigTable checkpoint = train.sub("checkpoint");
   o.checkpoint.every_epochs = checkpoint.get_int_in("every_epochs", 0, 1000000);

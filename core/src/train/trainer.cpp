@@ -22,6 +22,7 @@
 #include <vaelab/torch_shim.hpp>
 #include <vaelab/train/checkpoint.hpp>
 #include <vaelab/train/distributed.hpp>
+#include <vaelab/train/fused_adam.hpp>
 
 namespace vaelab {
 namespace {
@@ -145,7 +146,11 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
                   "' are reserved for the training state in checkpoints");
     }
   }
-  torch::optim::Adam optimizer(module.parameters(), torch::optim::AdamOptions(options_.lr));
+  std::string optimizer_name;
+  const std::unique_ptr<torch::optim::Adam> optimizer_owner =
+      make_adam(module.parameters(), torch::optim::AdamOptions(options_.lr), options_.fused_adam, &optimizer_name);
+  torch::optim::Adam& optimizer = *optimizer_owner;
+  logger().info("optimizer: {}", optimizer_name);
   Progress progress(options_.epochs, store == nullptr);
   const fs::path checkpoint_file = store != nullptr ? store->checkpoint_path("last") : fs::path();
 

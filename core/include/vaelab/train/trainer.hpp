@@ -37,6 +37,7 @@ enum class NonfinitePolicy {
 struct TrainOptions {
   int64_t epochs = 1;
   double lr = 1e-3;
+  bool fused_adam = true;  ///< [train] optimizer = "adam-fused" (FusedAdam where the parameters allow)
   int64_t eval_every_epochs = 1;  ///< also evaluated after the last epoch
   CheckpointOptions checkpoint;
   NonfinitePolicy nonfinite = NonfinitePolicy::stop;

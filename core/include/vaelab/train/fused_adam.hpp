@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/optim/adam.h>
+
+#include <vaelab/train/adam_kernel.hpp>
+
+namespace vaelab {
+
+/// torch::optim::Adam whose step() is one threaded, vectorized pass over every parameter: the
+/// moments of all parameters live in two flat float buffers, and each parameter's
+/// AdamParamState holds views into them, so code that reads or writes torch's Adam state
+/// (checkpoints) works unchanged. Results equal torch::optim::Adam's within float rounding,
+/// and are the same for every thread count. Supports one parameter group of contiguous float
+/// CPU tensors, without weight decay or AMSGrad (anything else is refused when constructed);
+/// a parameter without a gradient is left alone, as torch's Adam does.
+class FusedAdam : public torch::optim::Adam {
+ public:
+  FusedAdam(std::vector<torch::Tensor> params, torch::optim::AdamOptions options);
+  torch::Tensor step(LossClosure closure = nullptr) override;
+  /// Empty when FusedAdam can hold these parameters; else why not (a sentence).
+  static std::string unsupported(const std::vector<torch::Tensor>& params);
+  /// Elements over all parameters.
+  int64_t numel() const { return numel_; }
+
+ private:
+  /// Makes every parameter's state (new, or replaced by a checkpoint load) a view into the
+  /// flat buffers, copying values that were elsewhere.
+  void pack_state();
+  std::vector<int64_t> offsets_;  ///< of each parameter in the flat buffers
+  int64_t numel_ = 0;
+  torch::Tensor exp_avg_;     ///< [numel_] float
+  torch::Tensor exp_avg_sq_;  ///< [numel_] float
+};
+
+/// [train] optimizer: FusedAdam when `fused` and the parameters allow it, else torch's Adam; in
+/// `chosen`, when given, what was made and, for a fallback, why.
+std::unique_ptr<torch::optim::Adam> make_adam(const std::vector<torch::Tensor>& params,
+                                              const torch::optim::AdamOptions& options, bool fused,
+                                              std::string* chosen = nullptr);
+
+}  // namespace vaelab
