@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include <vaelab/metrics/fused_loss.hpp>
+
 namespace vaelab {
 
 namespace {
@@ -42,6 +44,7 @@ torch::Tensor discretized_logistic_log_prob(const torch::Tensor& x, const torch:
 torch::Tensor BernoulliLikelihood::log_prob(const torch::Tensor& x,
                                             const torch::Tensor& logits) const {
   // log p = x·log σ(l) + (1−x)·log(1−σ(l)) = −BCE-with-logits, stable for large |l|.
+  if (fused_loss_applies(logits) && fused_loss_applies(x)) return fused_bernoulli_log_prob(x, logits);
   const torch::Tensor per_pixel = -torch::binary_cross_entropy_with_logits(
       logits, x, /*weight=*/{}, /*pos_weight=*/{}, at::Reduction::None);
   return per_pixel.flatten(1).sum(1);
@@ -59,6 +62,7 @@ GaussianLikelihood::GaussianLikelihood(double sigma) : sigma_(sigma) {
 
 torch::Tensor GaussianLikelihood::log_prob(const torch::Tensor& x,
                                            const torch::Tensor& mean) const {
+  if (fused_loss_applies(mean) && fused_loss_applies(x)) return fused_gaussian_log_prob(x, mean, sigma_);
   const double log_norm = -std::log(sigma_) - 0.5 * std::log(2.0 * M_PI);
   const torch::Tensor z = (x - mean) / sigma_;
   return (-0.5 * z.square() + log_norm).flatten(1).sum(1);

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <vaelab/error.hpp>
+#include <vaelab/metrics/fused_loss.hpp>
 #include <vaelab/torch_shim.hpp>
 
 namespace vaelab {
@@ -19,16 +20,18 @@ ElboTerms elbo_terms(Model& model, const Likelihood& likelihood, const torch::Te
                      int64_t samples, at::Generator* noise) {
   if (samples < 1) throw Error("ELBO needs at least one Monte Carlo sample, got " + std::to_string(samples));
   const Posterior q = model.encode(x);
-  const torch::Tensor std_dev = (0.5 * q.log_var).exp();
+  // z = mean + σ·ε and the KL in one pass (metrics/fused_loss.hpp), the KL from the first draw.
   torch::Tensor log_likelihood;
+  torch::Tensor kl;
   for (int64_t s = 0; s < samples; ++s) {
-    const torch::Tensor z = q.mean + std_dev * shim::randn_like(q.mean, noise);
-    const torch::Tensor ll = likelihood.log_prob(x, model.decode(z));
+    const ReparameterizedKl r = reparameterize_kl(q.mean, q.log_var, shim::randn_like(q.mean, noise));
+    if (s == 0) kl = r.kl;
+    const torch::Tensor ll = likelihood.log_prob(x, model.decode(r.z));
     log_likelihood = s == 0 ? ll : log_likelihood + ll;
   }
   if (samples > 1) log_likelihood = log_likelihood / static_cast<double>(samples);
   ElboTerms terms;
-  terms.kl = gaussian_kl(q.mean, q.log_var);
+  terms.kl = kl;
   terms.log_likelihood = log_likelihood;
   terms.elbo = log_likelihood - terms.kl;
   return terms;
