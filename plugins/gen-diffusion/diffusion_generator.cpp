@@ -20,6 +20,7 @@
 #include <vaelab/io/safetensors.hpp>
 #include <vaelab/plugin.hpp>
 #include <vaelab/torch_shim.hpp>
+#include <vaelab/train/fused_adam.hpp>
 #include <vaelab_plugin_defaults.h>
 
 namespace vaelab::plugins {
@@ -340,16 +341,13 @@ double DiffusionGenerator::train_step(const torch::Tensor& data) {
                           : 1.0;
   const double lr = training_.lr * warm;
   const double b1 = training_.beta1, b2 = training_.beta2;
-  const double correction1 = 1 - std::pow(b1, t), correction2 = 1 - std::pow(b2, t);
+  const AdamStepConstants adam = adam_step_constants(lr, b1, b2, kAdamEpsilon, step_ + 1);
   const double ema = std::min(training_.ema_decay, t / (9 + t));  // (1 + s) / (10 + s), s = step_
   auto ema_params = ema_->parameters();
   for (size_t i = 0; i < params.size(); ++i) {
     const torch::Tensor g = params[i].grad();
     if (g.defined()) {
-      adam_m_[i].mul_(b1).add_(g, 1 - b1);
-      adam_v_[i].mul_(b2).addcmul_(g, g, 1 - b2);
-      const torch::Tensor denom = (adam_v_[i] / correction2).sqrt_().add_(kAdamEpsilon);
-      params[i].addcdiv_(adam_m_[i], denom, -lr / correction1);
+      adam_update(params[i], g, adam_m_[i], adam_v_[i], adam);  // the fused loop on the CPU
     }
     ema_params[i].mul_(ema).add_(params[i], 1 - ema);
   }

@@ -146,6 +146,27 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
   return loss;
 }
 
+void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
+                 const AdamStepConstants& c) {
+  torch::NoGradGuard no_grad;
+  const auto fits = [&param](const torch::Tensor& t) {
+    return t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.is_contiguous() && t.sizes() == param.sizes();
+  };
+  if (fits(param) && fits(grad) && fits(exp_avg) && fits(exp_avg_sq)) {
+    float* p = param.data_ptr<float>();
+    const float* g = grad.data_ptr<float>();
+    float* m = exp_avg.data_ptr<float>();
+    float* v = exp_avg_sq.data_ptr<float>();
+    at::parallel_for(0, param.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+      adam_update(p + begin, g + begin, m + begin, v + begin, end - begin, c);
+    });
+    return;
+  }
+  exp_avg.mul_(c.beta1).add_(grad, c.one_minus_beta1);
+  exp_avg_sq.mul_(c.beta2).addcmul_(grad, grad, c.one_minus_beta2);
+  param.addcdiv_(exp_avg, exp_avg_sq.sqrt() / c.sqrt_correction2 + c.eps, -c.step_size);
+}
+
 std::unique_ptr<torch::optim::Adam> make_adam(const std::vector<torch::Tensor>& params,
                                               const torch::optim::AdamOptions& options, bool fused,
                                               std::string* chosen) {

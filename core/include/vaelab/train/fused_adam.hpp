@@ -37,6 +37,12 @@ class FusedAdam : public torch::optim::Adam {
   torch::Tensor exp_avg_sq_;  ///< [numel_] float
 };
 
+/// One parameter's Adam step with its own moment tensors (a generator's optimizer): the fused
+/// loop, threaded, where all four are contiguous float CPU tensors of one shape; torch
+/// operations with the same meaning otherwise.
+void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
+                 const AdamStepConstants& c);
+
 /// [train] optimizer: FusedAdam when `fused` and the parameters allow it, else torch's Adam; in
 /// `chosen`, when given, what was made and, for a fallback, why.
 std::unique_ptr<torch::optim::Adam> make_adam(const std::vector<torch::Tensor>& params,
