@@ -99,21 +99,9 @@ std::map<std::string, std::string> model_tensors(const fs::path& file) {
   return out;
 }
 
-}  // namespace
-
-TEST_CASE("a run killed mid-epoch and resumed ends with the uninterrupted run's weights, bit for bit", "[e2e][resume]") {
-  const fs::path config = work_dir() / "run.toml";
-  std::ofstream(config) << kRun;
-
-  // The reference, in one go and without the mid-epoch checkpoints (they must not change anything).
-  const fs::path reference = work_dir() / "reference";
-  const auto ref = vaelab_cli("train '" + config.string() + "' --set train.checkpoint.every_steps=0 --out '" +
-                              reference.string() + "'");
-  INFO(ref.err);
-  REQUIRE(ref.code == 0);
-
-  // The same run, killed once a mid-epoch checkpoint after the second evaluation exists.
-  const fs::path run = work_dir() / "killed";
+/// Starts `vaelab train CONFIG --out RUN` and kills it (SIGKILL) once a mid-epoch checkpoint after
+/// the second evaluation exists; returns the training state of the checkpoint left behind.
+json run_until_killed(const fs::path& config, const fs::path& run) {
   const fs::path checkpoint = run / "checkpoints" / "last.safetensors";
   const pid_t pid = vaelab::testing::start_vaelab({"train", config.string(), "--out", run.string()});
   REQUIRE(pid > 0);
@@ -138,7 +126,26 @@ TEST_CASE("a run killed mid-epoch and resumed ends with the uninterrupted run's 
   REQUIRE(WIFSIGNALED(status));
   REQUIRE_FALSE(fs::exists(run / "summary.json"));  // really stopped mid-run
   // The killed process may have written a checkpoint after the one seen above: read it again.
-  state = json::parse(header_of(checkpoint)["__metadata__"]["training_state"].get<std::string>());
+  return json::parse(header_of(checkpoint)["__metadata__"]["training_state"].get<std::string>());
+}
+
+}  // namespace
+
+TEST_CASE("a run killed mid-epoch and resumed ends with the uninterrupted run's weights, bit for bit", "[e2e][resume]") {
+  const fs::path config = work_dir() / "run.toml";
+  std::ofstream(config) << kRun;
+
+  // The reference, in one go and without the mid-epoch checkpoints (they must not change anything).
+  const fs::path reference = work_dir() / "reference";
+  const auto ref = vaelab_cli("train '" + config.string() + "' --set train.checkpoint.every_steps=0 --out '" +
+                              reference.string() + "'");
+  INFO(ref.err);
+  REQUIRE(ref.code == 0);
+
+  // The same run, killed once a mid-epoch checkpoint after the second evaluation exists.
+  const fs::path run = work_dir() / "killed";
+  const fs::path checkpoint = run / "checkpoints" / "last.safetensors";
+  const json state = run_until_killed(config, run);
   INFO("killed at epoch " << state["in_epoch"] << " after " << state["global_step"] << " steps");
   REQUIRE(header_of(checkpoint)["__metadata__"]["vaelab_checkpoint_version"] == "1");
   // An evaluation record written after the checkpoint: a resume must drop it.
@@ -213,6 +220,38 @@ TEST_CASE("a run killed mid-epoch and resumed ends with the uninterrupted run's 
   const auto again = vaelab_cli("train --resume '" + run.string() + "'");
   CHECK(again.code != 0);
   CHECK_THAT(again.err, Contains("the run is finished"));
+}
+
+TEST_CASE("on onednn-cpu too, a run killed mid-epoch and resumed ends with the uninterrupted run's weights, bit for bit",
+          "[e2e][resume]") {
+  // onednn-cpu (what backend.plugin = "auto" may choose) with one thread: deterministic as well.
+  std::string text = kRun;
+  const std::string torch_threads = "[backend.config]\nthreads = 1\nblas_threads = 1\n";
+  REQUIRE(text.find(torch_threads) != std::string::npos);
+  text.replace(text.find(torch_threads), torch_threads.size(),
+               "[backend]\nplugin = \"onednn-cpu\"\n[backend.config]\nthreads = 1\n");
+  const fs::path config = work_dir() / "onednn.toml";
+  std::ofstream(config) << text;
+  const fs::path reference = work_dir() / "onednn-reference";
+  const auto ref = vaelab_cli("train '" + config.string() + "' --set train.checkpoint.every_steps=0 --out '" +
+                              reference.string() + "'");
+  INFO(ref.err);
+  REQUIRE(ref.code == 0);
+  const fs::path run = work_dir() / "onednn-killed";
+  run_until_killed(config, run);
+  const auto resumed = vaelab_cli("train --resume '" + run.string() + "'");
+  INFO(resumed.err);
+  REQUIRE(resumed.code == 0);
+  const auto want = model_tensors(reference / "checkpoints" / "last.safetensors");
+  const auto got = model_tensors(run / "checkpoints" / "last.safetensors");
+  REQUIRE(want.size() >= 4);
+  REQUIRE(got.size() == want.size());
+  for (const auto& [name, bytes] : want) {
+    INFO(name);
+    CHECK(got.at(name) == bytes);
+  }
+  CHECK(json::parse(slurp(run / "summary.json"))["elbo_test_nats"] ==
+        json::parse(slurp(reference / "summary.json"))["elbo_test_nats"]);
 }
 
 TEST_CASE("train --resume refuses a folder without a checkpoint and an old model-only checkpoint", "[e2e][resume]") {
