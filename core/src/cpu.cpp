@@ -57,6 +57,19 @@ CpuFeatures cpu_features() {
   return {};
 }
 
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) break;
+    const size_t first = line.find_first_not_of(" \t", colon + 1);
+    return first == std::string::npos ? std::string() : line.substr(first);
+  }
+  return "";
+}
+
 std::string cpu_isa_name(const CpuFeatures& f) {
   const bool avx512_core = f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
   if (avx512_core && f.amx_bf16 && f.amx_tile) return "avx512_core_amx";

@@ -1,12 +1,13 @@
 // Every backend that can run here trains the paper's Fashion-MNIST MLP (examples/fmnist-mlp.toml,
 // shortened) to the same test ELBO as the torch-cpu reference, within stated tolerances; the
-// example runs with backend plugin = "auto", which picks a backend and writes its name into the
-// run's config.toml; `vaelab bench --json --quick` prints every line the benchmark promises.
+// example runs with backend plugin = "auto", which measures the CPU backends once per machine, picks
+// the fastest and writes its name into the run's config.toml; `vaelab bench --json --quick` prints every line the benchmark promises.
 
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -95,14 +96,61 @@ TEST_CASE("every backend that runs here reaches torch-cpu's test ELBO on the pap
   }
 }
 
-TEST_CASE("backend plugin = \"auto\" picks a backend that runs here and records it", "[e2e][backends]") {
-  std::string err;
-  const json summary = train_on("auto", "--set backend.plugin=auto", &err);
-  // On a machine without CUDA the preferred backend that runs is onednn-cpu.
-  REQUIRE(summary["backend"] == "onednn-cpu");
-  const std::string config = vaelab::testing::slurp(work_dir() / "auto" / "config.toml");
-  REQUIRE_THAT(config, Contains("plugin = 'onednn-cpu'"));
-  REQUIRE_THAT(err, Contains("backend plugin = \"auto\": onednn-cpu") && Contains("passed over: torch-cuda"));
+TEST_CASE("backend plugin = \"auto\" measures the CPU backends once, picks the fastest and records it",
+          "[e2e][backends]") {
+  const fs::path cache = work_dir() / "cache";
+  fs::remove_all(cache);
+  const std::string env = "VAELAB_CACHE_DIR='" + cache.string() + "'";
+  const auto short_run = [&](const std::string& name, const std::string& sets) {
+    return vaelab::testing::run_cli(work_dir(), "train '" VAELAB_TEST_EXAMPLES "/fmnist-mlp.toml' --out '" +
+                                                    (work_dir() / name).string() +
+                                                    "' --set data.train_size=256 --set data.test_size=256"
+                                                    " --set train.epochs=1 --set backend.plugin=auto " + sets,
+                                    env);
+  };
+  const auto first = short_run("auto-first", "");
+  INFO(first.err);
+  REQUIRE(first.code == 0);
+  const fs::path file = cache / "backend-speed.json";
+  REQUIRE(fs::exists(file));
+  const json speeds = json::parse(vaelab::testing::slurp(file));
+  REQUIRE(speeds.size() == 1);
+  const json& entry = speeds.begin().value();
+  CHECK_THAT(speeds.begin().key(), Contains(vaelab::cpu_isa_name(vaelab::cpu_features())) && Contains("thread"));
+  // Both CPU backends measured; the choice is the faster one, or onednn-cpu within 5 % of it.
+  const double onednn = entry["images_per_second"]["onednn-cpu"].get<double>();
+  const double torch_cpu = entry["images_per_second"]["torch-cpu"].get<double>();
+  REQUIRE(onednn > 0);
+  REQUIRE(torch_cpu > 0);
+  const std::string want = onednn >= 0.95 * torch_cpu ? "onednn-cpu" : "torch-cpu";
+  CHECK(entry["fastest"] == want);
+  const json summary = json::parse(vaelab::testing::slurp(work_dir() / "auto-first" / "summary.json"));
+  CHECK(summary["backend"] == want);
+  CHECK_THAT(vaelab::testing::slurp(work_dir() / "auto-first" / "config.toml"), Contains("plugin = '" + want + "'"));
+  CHECK_THAT(first.err, Contains("backend plugin = \"auto\": " + want + ", the fastest here") &&
+                            Contains("measured now") && Contains("passed over: torch-cuda"));
+
+  // The next run reads the measurement back.
+  const auto second = short_run("auto-second", "");
+  INFO(second.err);
+  REQUIRE(second.code == 0);
+  CHECK_THAT(second.err, Contains("measured before, read from " + file.string()));
+  CHECK(json::parse(vaelab::testing::slurp(work_dir() / "auto-second" / "summary.json"))["backend"] == want);
+
+  // A damaged file is named in a warning, measured again and rewritten; the run goes on.
+  std::ofstream(file) << "{ not json";
+  const auto damaged = short_run("auto-damaged", "");
+  INFO(damaged.err);
+  REQUIRE(damaged.code == 0);
+  CHECK_THAT(damaged.err, Contains(file.string() + ": not a backend-speed file") && Contains("measured now"));
+  CHECK(json::parse(vaelab::testing::slurp(file)).size() == 1);
+
+  // A [backend.config] key only torch-cpu has: auto keeps to the backends that accept it.
+  const auto keyed = short_run("auto-keyed", "--set backend.config.blas_threads=1");
+  INFO(keyed.err);
+  REQUIRE(keyed.code == 0);
+  CHECK(json::parse(vaelab::testing::slurp(work_dir() / "auto-keyed" / "summary.json"))["backend"] == "torch-cpu");
+  CHECK_THAT(keyed.err, Contains("onednn-cpu: has no backend.config key blas_threads"));
 }
 
 TEST_CASE("vaelab bench --json --quick prints the peak and every benchmark line", "[e2e][backends]") {

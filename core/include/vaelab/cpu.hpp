@@ -35,6 +35,9 @@ CpuFeatures parse_cpu_flags(std::string_view flags_line);
 /// be read).
 CpuFeatures cpu_features();
 
+/// The first "model name" of /proc/cpuinfo, e.g. "AMD EPYC 7B13" ("" where there is none).
+std::string cpu_model_name();
+
 /// A short name of the widest vector extension: "avx512_core_amx", "avx512_core_bf16",
 /// "avx512_core", "avx2", "avx", "sse3" or "baseline" (oneDNN's names where they exist).
 std::string cpu_isa_name(const CpuFeatures& features);

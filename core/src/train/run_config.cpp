@@ -11,6 +11,7 @@
 #include <vaelab/build_info.h>
 #include <vaelab/error.hpp>
 #include <vaelab/log.hpp>
+#include <vaelab/train/backend_choice.hpp>
 #include <vaelab_core_defaults.h>
 
 namespace fs = std::filesystem;
@@ -36,29 +37,75 @@ bool is_plugin_key(const std::string& key) {
   return false;
 }
 
-/// `backend.plugin = "auto"`: the accepted backend with the highest probe preference (torch-cuda,
-/// then onednn-cpu, then torch-cpu) that can be created here with its defaults. The choice is
-/// written into the resolved config (the run's config.toml names the backend that ran).
-std::string choose_backend(const Registry& registry) {
+/// `backend.plugin = "auto"`: a device backend (torch-cuda) when one can be created here;
+/// otherwise the fastest CPU backend on this machine, measured (train/backend_choice.hpp), among
+/// those that can be created with their defaults and accept the keys of the user's
+/// [backend.config]. The choice is written into the resolved config (the run's config.toml names
+/// the backend that ran).
+std::string choose_backend(const Registry& registry, const std::vector<std::string>& given_keys) {
   std::vector<const PluginRecord*> candidates;
   for (const auto& r : registry.records()) {
-    if (r.ok() && r.kind == VL_PLUGIN_KIND_BACKEND) candidates.push_back(&r);
+    if (r.ok() && r.kind == VL_PLUGIN_KIND_BACKEND && r.preference > 0) candidates.push_back(&r);
   }
   std::stable_sort(candidates.begin(), candidates.end(),
                    [](const PluginRecord* a, const PluginRecord* b) { return a->preference > b->preference; });
   std::string passed_over;
+  const auto pass_over = [&passed_over](const std::string& name, const std::string& why) {
+    passed_over += (passed_over.empty() ? "" : "; ") + name + ": " + why;
+  };
+  std::vector<std::string> cpu;
   for (const PluginRecord* r : candidates) {
+    bool on_cpu = true;
     try {
-      registry.create<Backend>(r->name, r->defaults_toml);
+      on_cpu = registry.create<Backend>(r->name, r->defaults_toml)->device().is_cpu();
+    } catch (const Error& e) {
+      pass_over(r->name, e.what());
+      continue;
+    }
+    if (!given_keys.empty()) {
+      const toml::table schema = parse_toml(r->defaults_toml, r->name + "/defaults.toml");
+      std::string unknown;
+      for (const std::string& key : given_keys) {
+        if (!schema.contains(key)) unknown += (unknown.empty() ? "" : ", ") + key;
+      }
+      if (!unknown.empty()) {
+        pass_over(r->name, "has no backend.config key " + unknown);
+        continue;
+      }
+    }
+    if (!on_cpu && cpu.empty()) {  // a device backend preferred over every CPU one
       logger().info("backend plugin = \"auto\": {}{}", r->name,
                     passed_over.empty() ? "" : " (passed over: " + passed_over + ")");
       return r->name;
+    }
+    if (on_cpu) cpu.push_back(r->name);
+  }
+  if (cpu.empty()) {
+    throw ConfigError("backend.plugin = \"auto\": no backend can run here" +
+                      (passed_over.empty() ? std::string(" (none was found)") : ": " + passed_over));
+  }
+  std::string choice = cpu.front();
+  std::string why;
+  if (cpu.size() > 1) {
+    try {
+      const BackendSpeeds speeds = cpu_backend_speeds(registry, cpu);
+      choice = speeds.fastest;
+      std::string figures;
+      for (const std::string& name : cpu) {
+        figures += (figures.empty() ? "" : ", ") + name + " " +
+                   std::to_string(static_cast<int64_t>(speeds.images_per_second.at(name) + 0.5));
+      }
+      why = ", the fastest here (" + figures + " images/s training the paper's MLP; " + speeds.machine + "; " +
+            (speeds.from_file ? "measured before, read from " + speeds.file.string()
+                              : "measured now" + (speeds.file.empty() ? std::string() : ", kept in " + speeds.file.string())) +
+            ")";
     } catch (const Error& e) {
-      passed_over += (passed_over.empty() ? "" : "; ") + r->name + ": " + e.what();
+      why = ", the most preferred CPU backend (not measured: " + std::string(e.what()) + ")";
     }
   }
-  throw ConfigError("backend.plugin = \"auto\": no backend can run here" +
-                    (passed_over.empty() ? std::string(" (none was found)") : ": " + passed_over));
+  logger().info("backend plugin = \"auto\": {}{}{}", choice, why,
+                passed_over.empty() ? "" : " (passed over: " + passed_over + ")");
+  return choice;
 }
 
 }  // namespace
@@ -96,7 +143,16 @@ RunConfig RunConfig::resolve(const toml::table& user, const std::vector<std::str
     toml::table& section = *config.table_[s.section].as_table();
     std::string name = *section["plugin"].value<std::string>();
     if (name == "auto" && s.kind == VL_PLUGIN_KIND_BACKEND) {
-      name = choose_backend(*config.registry_);
+      // The [backend.config] keys given in the file or by --set: auto keeps to backends that have them.
+      std::vector<std::string> given_keys;
+      if (const toml::table* given = section["config"].as_table(); given != nullptr) {
+        for (const auto& [key, value] : *given) given_keys.emplace_back(key.str());
+      }
+      for (const auto& o : plugin_overrides) {
+        const std::string prefix = "backend.config.";
+        if (o.key.rfind(prefix, 0) == 0) given_keys.push_back(o.key.substr(prefix.size(), o.key.find('.', prefix.size()) - prefix.size()));
+      }
+      name = choose_backend(*config.registry_, given_keys);
       section.insert_or_assign("plugin", name);
     }
     if (name.empty() && s.kind == VL_PLUGIN_KIND_GENERATOR) {
