@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -80,6 +82,73 @@ std::optional<GemmPeak> measure_gemm_peak(const std::string& precision, int repe
     if (!best || g > best->gflops) best = GemmPeak{g, n};
   }
   return best;
+}
+
+std::optional<double> measure_layer_shapes_gflops(const std::string& precision, const std::vector<DenseShape>& layers,
+                                                  int batch, int repeats, bool quick, std::string& why) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  const dt in_type = precision == "bf16" ? dt::bf16 : dt::f32;
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  struct Product {
+    dnnl::matmul prim;
+    std::unordered_map<int, dnnl::memory> args;
+  };
+  std::vector<Product> step;
+  double flops = 0;
+  const auto add = [&](int m, int k, int n) {
+    const dnnl::memory::desc a_md({m, k}, in_type, tag::ab);
+    const dnnl::memory::desc b_md({k, n}, in_type, tag::ab);
+    const dnnl::memory::desc c_md({m, n}, dt::f32, tag::ab);
+    Product p;
+    p.prim = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), engine));
+    dnnl::memory a(a_md, engine), b(b_md, engine), c(c_md, engine);
+    // ±0.125 everywhere: no denormals, no NaNs
+    const size_t elem = in_type == dt::f32 ? 4 : 2;
+    for (auto* mem : {&a, &b}) {
+      auto* bytes = static_cast<unsigned char*>(mem->get_data_handle());
+      const size_t count = mem->get_desc().get_size() / elem;
+      for (size_t i = 0; i < count; ++i) {
+        if (elem == 4) {
+          const float v = (i % 2) != 0 ? 0.125f : -0.125f;
+          std::memcpy(bytes + i * 4, &v, 4);
+        } else {
+          const uint16_t v = (i % 2) != 0 ? 0x3e00 : 0xbe00;
+          std::memcpy(bytes + i * 2, &v, 2);
+        }
+      }
+    }
+    p.args = {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
+    step.push_back(std::move(p));
+    flops += 2.0 * m * k * n;
+  };
+  try {
+    for (size_t l = 0; l < layers.size(); ++l) {
+      add(batch, layers[l].in, layers[l].out);                 // forward
+      if (l > 0) add(batch, layers[l].out, layers[l].in);      // gradient of the input
+      add(layers[l].out, batch, layers[l].in);                 // gradient of the weights
+    }
+  } catch (const dnnl::error& e) {
+    why = std::string("oneDNN cannot run a ") + precision + " matmul here: " + e.what();
+    return std::nullopt;
+  }
+  if (step.empty()) return std::nullopt;
+  const auto run_step = [&] {
+    for (auto& p : step) p.prim.execute(stream, p.args);
+  };
+  run_step();  // warm-up: page faults, JIT
+  stream.wait();
+  const int calls = std::max(1, static_cast<int>((quick ? 2e8 : 2e9) / flops));
+  std::vector<double> rates;
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int k = 0; k < calls; ++k) run_step();
+    stream.wait();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    rates.push_back(flops * calls / s / 1e9);
+  }
+  return median(rates);
 }
 
 std::string onednn_isa() { return isa_name(dnnl::get_effective_cpu_isa()); }

@@ -27,6 +27,22 @@ struct GemmPeak {
 std::optional<GemmPeak> measure_gemm_peak(const std::string& precision, int repeats, bool quick,
                                           std::string& why);
 
+/// A dense layer's matrix shape: in_features → out_features.
+struct DenseShape {
+  int in = 0;
+  int out = 0;
+};
+
+/// Median GFLOP/s of oneDNN's matmul over the products of one training step of dense layers at
+/// `batch` (per layer: forward [batch × in]·[in × out], the input gradient [batch × out]·[out × in]
+/// except for the first layer, and the weight gradient [out × batch]·[batch × in]), run one after
+/// the other as a step runs them, in "f32" or "bf16" (bf16 inputs, f32 results: AMX or
+/// AVX512-BF16 where oneDNN offers them). The peak a model of these shapes could reach, which
+/// small matrices keep below the square-matrix peak. nullopt (with `why`) where the precision
+/// cannot run.
+std::optional<double> measure_layer_shapes_gflops(const std::string& precision, const std::vector<DenseShape>& layers,
+                                                  int batch, int repeats, bool quick, std::string& why);
+
 /// oneDNN's version and the instruction set it dispatches to, e.g. "oneDNN 2.6.3, avx512_core_bf16".
 std::string onednn_description();
 

@@ -160,6 +160,10 @@ TEST_CASE("vaelab bench --json --quick prints the peak and every benchmark line"
   const json out = json::parse(r.out);
   REQUIRE(out["gemm_peak_gflops"]["f32"].get<double>() > 0);
   REQUIRE(out["gemm_peak_gflops"].contains("bf16"));
+  // The products of one step on the paper MLP's own shapes, in each precision (null where bf16
+  // cannot run, as for the square peak).
+  REQUIRE(out["gemm_mlp_shapes_gflops"]["f32"].get<double>() > 0);
+  REQUIRE(out["gemm_mlp_shapes_gflops"]["bf16"].is_null() == out["gemm_peak_gflops"]["bf16"].is_null());
   // What the figures were measured with, and the memory reference of the limit.
   REQUIRE(out["memory_bandwidth_gb_per_s"].get<double>() > 0);
   REQUIRE_FALSE(out["isa"].get<std::string>().empty());
@@ -184,6 +188,13 @@ TEST_CASE("vaelab bench --json --quick prints the peak and every benchmark line"
         REQUIRE(line["limit_images_per_second"].get<double>() == Approx(1.0 / seconds));
         REQUIRE(line["fraction_of_limit"].get<double>() == Approx(line["images_per_second"].get<double>() * seconds));
         REQUIRE(line["fraction_of_limit"].get<double>() > line["fraction_of_peak"].get<double>());  // a longer step
+        REQUIRE(line["fraction_of_layer_shape_peak"].get<double>() ==
+                Approx(line["gflops"].get<double>() / out["gemm_mlp_shapes_gflops"][precision].get<double>()));
+      }
+      // The optimizer training used, and torch's Adam timed on the same gradients beside it.
+      if (line.contains("step_seconds")) {
+        REQUIRE(line["optimizer"] == "adam-fused");
+        REQUIRE(line["step_seconds"]["torch_adam"].get<double>() > 0);
       }
     } else {
       REQUIRE(line["fraction_of_limit"].is_null());

@@ -5,6 +5,7 @@
 #include <vaelab/train/run_config.hpp>
 
 #include <algorithm>
+#include <set>
 #include <sstream>
 
 #include <vaelab/backend.hpp>
@@ -103,8 +104,15 @@ std::string choose_backend(const Registry& registry, const std::vector<std::stri
       why = ", the most preferred CPU backend (not measured: " + std::string(e.what()) + ")";
     }
   }
-  logger().info("backend plugin = \"auto\": {}{}{}", choice, why,
-                passed_over.empty() ? "" : " (passed over: " + passed_over + ")");
+  // Once per process at info (a study resolves every run's config); again only at debug.
+  static std::set<std::string> said;
+  const std::string line = "backend plugin = \"auto\": " + choice + why +
+                           (passed_over.empty() ? "" : " (passed over: " + passed_over + ")");
+  if (said.insert(line).second) {
+    logger().info("{}", line);
+  } else {
+    logger().debug("{}", line);
+  }
   return choice;
 }
 
