@@ -7,8 +7,11 @@
 include(Catch)
 
 if(NOT TARGET vaelab_catch_main)
+  # Tests keep what vaelab caches (backend.plugin = "auto"'s measurements) in the build folder, so a
+  # measurement taken while the suite loads the machine never reaches the user's cache.
   file(WRITE ${CMAKE_BINARY_DIR}/generated/catch_main.cpp
-       "#define CATCH_CONFIG_MAIN\n#include <catch2/catch.hpp>\n")
+       "#define CATCH_CONFIG_MAIN\n#include <catch2/catch.hpp>\n#include <cstdlib>\n"
+       "static const int vaelab_test_cache = ::setenv(\"VAELAB_CACHE_DIR\", \"${CMAKE_BINARY_DIR}/test-cache\", 1);\n")
   add_library(vaelab_catch_main STATIC ${CMAKE_BINARY_DIR}/generated/catch_main.cpp)
   target_link_libraries(vaelab_catch_main PUBLIC Catch2::Catch2)
 endif()

@@ -106,6 +106,15 @@ nlohmann::json read_cache(const fs::path& file) {
   return j;
 }
 
+/// The 1-minute load average (/proc/loadavg), or −1 where it cannot be read: kept beside a
+/// measurement, since one taken on a busy machine says little.
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double one = -1;
+  if (!(in >> one)) return -1;
+  return one;
+}
+
 }  // namespace
 
 std::string choose_fastest_backend(const std::map<std::string, double>& speeds,
@@ -176,13 +185,21 @@ BackendSpeeds cpu_backend_speeds(const Registry& registry, const std::vector<std
     }
   }
   const auto start = std::chrono::steady_clock::now();
+  const double load_before = load_average();
   for (const std::string& name : candidates) out.images_per_second[name] = measure_training(registry, name);
   out.fastest = choose_fastest_backend(out.images_per_second, candidates);
   logger().debug("backend plugin = \"auto\": measured {} backends in {:.1f} s", candidates.size(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  if (load_before > available_cpus()) {
+    logger().warn("backend plugin = \"auto\": measured while the machine was busy (load average {:.1f} on {} CPUs); "
+                  "delete {} to measure again when it is quiet",
+                  load_before, available_cpus(), usable ? file.string() : std::string("nothing"));
+  }
   if (usable) {
     nlohmann::json entry = {{"images_per_second", out.images_per_second},
                             {"fastest", out.fastest},
+                            {"load_average_before", load_before},
+                            {"cpus", available_cpus()},
                             {"workload", "vae-mlp defaults, Gaussian likelihood, batch 128 of 32x32, fused Adam; median of 7 steps"}};
     cache[out.machine] = entry;
     try {
