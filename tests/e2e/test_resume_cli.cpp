@@ -350,3 +350,44 @@ TEST_CASE("vaelab study --resume continues a killed run from its checkpoint, wit
   CHECK(got["images_seen"] == want["images_seen"]);
   CHECK(model_tensors(checkpoint) == model_tensors(whole / "runs" / "r0000" / "checkpoints" / "last.safetensors"));
 }
+
+TEST_CASE("a run on backend.plugin = \"auto\" resumes on the backend it chose, whatever auto would choose now",
+          "[e2e][resume]") {
+  // The run, with auto's measurement in cache A; then cache B says the other CPU backend is
+  // twice as fast. Given the config again, --resume must keep the run's backend, not refuse.
+  std::string text = kRun;
+  const std::string torch_threads = "[backend.config]\nthreads = 1\nblas_threads = 1\n";
+  REQUIRE(text.find(torch_threads) != std::string::npos);
+  text.replace(text.find(torch_threads), torch_threads.size(), "[backend]\nplugin = \"auto\"\n");
+  const fs::path config = work_dir() / "auto.toml";
+  std::ofstream(config) << text;
+  const fs::path cache_a = work_dir() / "cache-a", cache_b = work_dir() / "cache-b";
+  fs::remove_all(cache_a);
+  fs::remove_all(cache_b);
+  const fs::path run = work_dir() / "auto-run";
+  fs::remove_all(run);
+  const auto first = vaelab::testing::run_cli(work_dir(), "train '" + config.string() + "' --set train.epochs=2 --out '" +
+                                                               run.string() + "'",
+                                              "VAELAB_CACHE_DIR='" + cache_a.string() + "'");
+  INFO(first.err);
+  REQUIRE(first.code == 0);
+  const std::string chosen = json::parse(slurp(run / "summary.json"))["backend"].get<std::string>();
+  json speeds = json::parse(slurp(cache_a / "backend-speed.json"));
+  REQUIRE(speeds.size() == 1);
+  json& entry = speeds.begin().value();
+  const std::string other = chosen == "torch-cpu" ? "onednn-cpu" : "torch-cpu";
+  entry["images_per_second"][chosen] = 100.0;
+  entry["images_per_second"][other] = 1000.0;
+  entry["fastest"] = other;
+  fs::create_directories(cache_b);
+  std::ofstream(cache_b / "backend-speed.json") << speeds.dump(2);
+  // Unfinished again: its last checkpoint (at the end) is what a resume continues from.
+  fs::remove(run / "summary.json");
+  const auto resumed = vaelab::testing::run_cli(
+      work_dir(), "train '" + config.string() + "' --set train.epochs=2 --resume '" + run.string() + "'",
+      "VAELAB_CACHE_DIR='" + cache_b.string() + "'");
+  INFO(resumed.err);
+  REQUIRE(resumed.code == 0);
+  CHECK(json::parse(slurp(run / "summary.json"))["backend"] == chosen);
+  CHECK_THAT(resumed.err, Contains("auto\": " + other));  // what auto would take today
+}

@@ -268,7 +268,14 @@ fs::path resume_run(const fs::path& run_dir, const fs::path& config_file,
   const RunConfig config = RunConfig::load(store.config_path(), {});
   if (!config_file.empty() || !overrides.empty()) {
     // The run continues with the config it started with; a config given again must resolve to it.
-    const RunConfig given = RunConfig::load(config_file.empty() ? store.config_path() : config_file, overrides);
+    const fs::path given_file = config_file.empty() ? store.config_path() : config_file;
+    RunConfig given = RunConfig::load(given_file, overrides);
+    if (given.backend_chosen_by_auto() && given.plugin("backend") != config.plugin("backend")) {
+      // "auto" stands for the backend the run chose when it started, whatever it would choose now.
+      std::vector<std::string> pinned = overrides;
+      pinned.push_back("backend.plugin=" + config.plugin("backend"));
+      given = RunConfig::load(given_file, pinned);
+    }
     const std::string difference = first_difference(format_toml(config.table()), format_toml(given.table()));
     if (!difference.empty()) {
       throw ConfigError("--resume " + run_dir.string() + ": the run continues with its own " +

@@ -161,6 +161,7 @@ RunConfig RunConfig::resolve(const toml::table& user, const std::vector<std::str
         if (o.key.rfind(prefix, 0) == 0) given_keys.push_back(o.key.substr(prefix.size(), o.key.find('.', prefix.size()) - prefix.size()));
       }
       name = choose_backend(*config.registry_, given_keys);
+      config.backend_chosen_by_auto_ = true;
       section.insert_or_assign("plugin", name);
     }
     if (name.empty() && s.kind == VL_PLUGIN_KIND_GENERATOR) {

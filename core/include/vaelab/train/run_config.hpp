@@ -36,12 +36,15 @@ class RunConfig {
   /// The section's resolved `config` table as TOML text, for the plugin's create().
   std::string plugin_config(std::string_view section) const;
   const Registry& registry() const { return *registry_; }
+  /// True when backend.plugin was "auto" and resolved here (the table names the one chosen).
+  bool backend_chosen_by_auto() const { return backend_chosen_by_auto_; }
   /// The full resolved config as TOML (what a run writes to config.toml).
   std::string to_toml() const;
 
  private:
   toml::table table_;
   std::shared_ptr<Registry> registry_;
+  bool backend_chosen_by_auto_ = false;
 };
 
 }  // namespace vaelab
