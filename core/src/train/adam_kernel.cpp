@@ -4,6 +4,8 @@
 #include <vaelab/train/adam_kernel.hpp>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 namespace vaelab {
 
@@ -37,6 +39,20 @@ void adam_update(float* __restrict param, const float* __restrict grad, float* _
     exp_avg_sq[i] = v;
     param[i] -= step_size * m / (std::sqrt(v) * inv_correction2 + eps);
   }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("default", "arch=haswell", "arch=skylake-avx512")))
+#endif
+bool all_finite(const float* x, int64_t n) {
+  // A float is NaN or infinite exactly when its exponent bits are all ones.
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
 }
 
 }  // namespace vaelab

@@ -29,4 +29,8 @@ AdamStepConstants adam_step_constants(double lr, double beta1, double beta2, dou
 void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
                  const AdamStepConstants& c);
 
+/// True when none of the n floats is NaN or infinite: one vectorized read, no allocation (the
+/// trainer's check of every gradient after each backward pass).
+bool all_finite(const float* x, int64_t n);
+
 }  // namespace vaelab
