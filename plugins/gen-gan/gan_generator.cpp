@@ -16,6 +16,7 @@
 #include <vaelab/io/safetensors.hpp>
 #include <vaelab/plugin.hpp>
 #include <vaelab/torch_shim.hpp>
+#include <vaelab/train/fused_adam.hpp>
 
 namespace vaelab::plugins {
 namespace {
@@ -137,10 +138,9 @@ void GanGenerator::build(int64_t channels, int64_t height, int64_t width) {
   const auto adam = [&](double lr) {
     return torch::optim::AdamOptions(lr).betas(std::make_tuple(settings_.beta1, settings_.beta2));
   };
-  generator_optimizer_ =
-      std::make_unique<torch::optim::Adam>(generator_->parameters(), adam(settings_.lr_generator));
-  discriminator_optimizer_ = std::make_unique<torch::optim::Adam>(discriminator_->parameters(),
-                                                                  adam(settings_.lr_discriminator));
+  // The fused Adam on the CPU (torch's elsewhere); its state saves and loads as torch's does.
+  generator_optimizer_ = make_adam(generator_->parameters(), adam(settings_.lr_generator), true);
+  discriminator_optimizer_ = make_adam(discriminator_->parameters(), adam(settings_.lr_discriminator), true);
   built_ = true;
 }
 

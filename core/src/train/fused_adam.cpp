@@ -90,12 +90,15 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
   const auto& params = group.params();
   std::vector<Segment> segments;
   segments.reserve(params.size());
+  std::vector<torch::Tensor> contiguous_grads;  // keeps copies of strided gradients alive
+  contiguous_grads.reserve(params.size());
   for (size_t i = 0; i < params.size(); ++i) {
     const torch::Tensor& p = params[i];
-    const torch::Tensor& g = p.grad();
-    if (!g.defined()) continue;
-    if (!g.is_contiguous() || g.scalar_type() != torch::kFloat || g.sizes() != p.sizes()) {
-      throw Error("fused Adam: parameter " + std::to_string(i) + "'s gradient is not a contiguous float tensor of its shape");
+    if (!p.grad().defined()) continue;
+    contiguous_grads.push_back(p.grad().contiguous());
+    const torch::Tensor& g = contiguous_grads.back();
+    if (g.scalar_type() != torch::kFloat || g.sizes() != p.sizes() || !g.device().is_cpu()) {
+      throw Error("fused Adam: parameter " + std::to_string(i) + "'s gradient is not a float CPU tensor of its shape");
     }
     const std::string key = state_key(p);
     auto it = state().find(key);
