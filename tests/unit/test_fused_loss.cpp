@@ -171,3 +171,15 @@ TEST_CASE("fused loss: the same bits for one thread and two; NaN passed on", "[u
   const vaelab::GaussianLikelihood gauss(0.1);
   CHECK(std::isnan(gauss.log_prob(x, bad)[5].item<float>()));
 }
+
+TEST_CASE("fused loss: a second derivative through it is refused, not silently zero", "[unit][fused-loss]") {
+  const torch::Tensor x = torch::rand({2, 5});
+  const torch::Tensor mean = torch::rand({2, 5}).requires_grad_();
+  const vaelab::GaussianLikelihood lik(0.5);
+  const torch::Tensor ll = lik.log_prob(x, mean).sum();
+  CHECK_THROWS_WITH(torch::autograd::grad({ll}, {mean}, {}, /*retain_graph=*/true, /*create_graph=*/true),
+                    Catch::Contains("create_graph"));
+  // First derivatives still work.
+  const torch::Tensor g = torch::autograd::grad({ll}, {mean})[0];
+  CHECK(torch::allclose(g, (x - mean.detach()) / 0.25, 1e-5, 1e-5));
+}

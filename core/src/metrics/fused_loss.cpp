@@ -22,6 +22,16 @@ using torch::autograd::tensor_list;
 /// Images per thread's piece: at least ~16k elements of work each.
 int64_t grain(int64_t per_image) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(per_image, 1)); }
 
+/// The backward passes are loops autograd does not record: a second derivative through them
+/// (create_graph = true) would silently be zero, so it is refused.
+void refuse_double_backward(const char* what) {
+  if (torch::GradMode::is_enabled()) {
+    throw Error(std::string("fused loss: the backward of the ") + what +
+                " is not differentiable (a gradient with create_graph = true); compute such a penalty with torch "
+                "operations on float64 tensors, which take the unfused path");
+  }
+}
+
 /// [B, …] as a contiguous [B, D] float tensor.
 torch::Tensor rows(const torch::Tensor& t) { return t.reshape({t.size(0), -1}).contiguous(); }
 
@@ -54,6 +64,7 @@ class ReparameterizeKl : public torch::autograd::Function<ReparameterizeKl> {
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    refuse_double_backward("reparameterization and KL");
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &m = saved[0], &lv = saved[1], &e = saved[2];
     const int64_t b = m.size(0), d = m.size(1);
@@ -96,6 +107,7 @@ class LogProb : public torch::autograd::Function<LogProb<K>> {
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    refuse_double_backward("likelihood");
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &xr = saved[0], &pr = saved[1];
     const double sigma = ctx->saved_data["sigma"].toDouble();
