@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <vaelab/error.hpp>
+#include <vaelab/metrics/elbo.hpp>
 
 #include "loss_kernels.hpp"
 
@@ -171,7 +172,7 @@ ReparameterizedKl reparameterize_kl(const torch::Tensor& mean, const torch::Tens
     out.kl = r[1];
   } else {
     out.z = mean + (0.5 * log_var).exp() * eps;
-    out.kl = 0.5 * (mean.square() + log_var.exp() - 1.0 - log_var).flatten(1).sum(1);
+    out.kl = gaussian_kl(mean, log_var);
   }
   return out;
 }

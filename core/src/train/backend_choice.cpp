@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -166,7 +167,8 @@ BackendSpeeds cpu_backend_speeds(const Registry& registry, const std::vector<std
   const fs::path file = usable ? dir / kCacheFile : fs::path();
   // Held while reading, measuring and writing: a study's runs starting together measure once, and
   // the others read what it wrote.
-  const FileLock lock(usable ? dir / (std::string(kCacheFile) + ".lock") : fs::path("/dev/null"));
+  std::optional<FileLock> lock;
+  if (usable) lock.emplace(dir / (std::string(kCacheFile) + ".lock"));
   nlohmann::json cache = usable ? read_cache(file) : nlohmann::json::object();
   if (cache.contains(out.machine)) {
     const nlohmann::json& entry = cache[out.machine];

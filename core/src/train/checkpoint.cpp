@@ -10,7 +10,7 @@
 #include <torch/torch.h>
 
 #include <vaelab/error.hpp>
-#include <vaelab/train/adam_kernel.hpp>
+#include <vaelab/train/fused_adam.hpp>
 
 namespace vaelab {
 namespace fs = std::filesystem;
@@ -24,7 +24,6 @@ namespace {
 
 /// The key optimizers use for a parameter's state (torch/optim/optimizer.h: the address of its
 /// TensorImpl as text, in LibTorch 1.13 and 2.x alike).
-std::string state_key(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
 
 std::string first_nonfinite(const torch::nn::Module& module, bool gradients) {
   std::vector<std::pair<std::string, torch::Tensor>> checked;
@@ -81,7 +80,7 @@ void save_adam_state(const torch::optim::Adam& optimizer, const torch::nn::Modul
   nlohmann::json names = nlohmann::json::array();
   for (size_t i = 0; i < params.size(); ++i) {
     names.push_back(named[i].key());
-    const auto it = optimizer.state().find(state_key(params[i]));
+    const auto it = optimizer.state().find(adam_state_key(params[i]));
     if (it == optimizer.state().end()) continue;  // no step taken yet
     const auto& st = static_cast<const torch::optim::AdamParamState&>(*it->second);
     const std::string prefix = "optim." + std::to_string(i) + ".";
@@ -131,7 +130,7 @@ void load_adam_state(torch::optim::Adam& optimizer, const torch::nn::Module& mod
     st->exp_avg(get("exp_avg"));
     st->exp_avg_sq(get("exp_avg_sq"));
     if (tensors.count(prefix + "max_exp_avg_sq") > 0) st->max_exp_avg_sq(get("max_exp_avg_sq"));
-    optimizer.state()[state_key(p)] = std::move(st);
+    optimizer.state()[adam_state_key(p)] = std::move(st);
   }
 }
 

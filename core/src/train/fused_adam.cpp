@@ -14,8 +14,6 @@ namespace vaelab {
 
 namespace {
 
-std::string state_key(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
-
 /// A run of elements updated with one set of constants.
 struct Segment {
   int64_t begin = 0;  ///< in the flat index space (offset of the parameter)
@@ -39,6 +37,10 @@ std::string FusedAdam::unsupported(const std::vector<torch::Tensor>& params) {
   return "";
 }
 
+std::string adam_state_key(const torch::Tensor& param) {
+  return c10::guts::to_string(param.unsafeGetTensorImpl());
+}
+
 FusedAdam::FusedAdam(std::vector<torch::Tensor> params, torch::optim::AdamOptions options)
     : torch::optim::Adam(std::move(params), options) {
   if (options.weight_decay() != 0 || options.amsgrad()) {
@@ -59,7 +61,7 @@ void FusedAdam::pack_state() {
   const auto& params = param_groups().at(0).params();
   for (size_t i = 0; i < params.size(); ++i) {
     const torch::Tensor& p = params[i];
-    const auto it = state().find(state_key(p));
+    const auto it = state().find(adam_state_key(p));
     if (it == state().end()) continue;  // created when the parameter first has a gradient
     auto& st = static_cast<torch::optim::AdamParamState&>(*it->second);
     float* m = exp_avg_.data_ptr<float>() + offsets_[i];
@@ -100,7 +102,7 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
     if (g.scalar_type() != torch::kFloat || g.sizes() != p.sizes() || !g.device().is_cpu()) {
       throw Error("fused Adam: parameter " + std::to_string(i) + "'s gradient is not a float CPU tensor of its shape");
     }
-    const std::string key = state_key(p);
+    const std::string key = adam_state_key(p);
     auto it = state().find(key);
     if (it == state().end()) {
       auto st = std::make_unique<torch::optim::AdamParamState>();

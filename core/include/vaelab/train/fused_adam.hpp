@@ -11,6 +11,9 @@
 
 namespace vaelab {
 
+/// The key torch::optim::Adam files a parameter's state under (Optimizer::state()).
+std::string adam_state_key(const torch::Tensor& param);
+
 /// torch::optim::Adam whose step() is one threaded, vectorized pass over every parameter: the
 /// moments of all parameters live in two flat float buffers, and each parameter's
 /// AdamParamState holds views into them, so code that reads or writes torch's Adam state
