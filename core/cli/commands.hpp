@@ -28,10 +28,19 @@ int generator_fit(const std::string& config_file, const std::vector<std::string>
 /// `vaelab generator sample GEN_DIR --n N --seed S --out POOL`: image i gets seed S + i.
 int generator_sample(const std::string& gen_dir, int64_t n, uint64_t seed, const std::string& out,
                      int64_t batch);
-/// `vaelab generator check GEN_DIR|POOL --data CONFIG`: memorization and two-sample checks,
-/// written to out_dir (default GEN_DIR/check or POOL.check).
-int generator_check(const std::string& target, const std::string& data_config, int64_t n,
-                    uint64_t seed, const std::string& out_dir);
+/// `vaelab generator check GEN_DIR|POOL --data CONFIG`: memorization, two-sample test and
+/// Fréchet distance, written to out_dir (default GEN_DIR/check or POOL.check).
+struct GeneratorCheckArgs {
+  std::string target;
+  std::string data_config;
+  int64_t n = 1000;
+  uint64_t seed = 0;
+  std::string out_dir;
+  /// Where the dataset's feature network is kept (default: the user cache folder's feature-nets).
+  std::string features_cache;
+  bool no_frechet = false;  ///< skip the Fréchet distance (and the feature network)
+};
+int generator_check(const GeneratorCheckArgs& args);
 
 /// `vaelab study CONFIG ...`.
 struct StudyOptions {

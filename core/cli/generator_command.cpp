@@ -14,13 +14,16 @@
 #include <vaelab/clock.hpp>
 #include <vaelab/backend.hpp>
 #include <vaelab/error.hpp>
+#include <vaelab/data_source.hpp>
 #include <vaelab/gen/check.hpp>
+#include <vaelab/gen/frechet.hpp>
 #include <vaelab/generator.hpp>
 #include <vaelab/io/image_grid.hpp>
 #include <vaelab/io/pool.hpp>
 #include <vaelab/io/run_store.hpp>
 #include <vaelab/log.hpp>
 #include <vaelab/train/run.hpp>
+#include <vaelab/train/backend_choice.hpp>
 #include <vaelab/train/session.hpp>
 
 #include "commands.hpp"
@@ -330,8 +333,44 @@ int generator_sample(const std::string& gen_dir, int64_t n, uint64_t seed, const
   return 0;
 }
 
-int generator_check(const std::string& target, const std::string& data_config, int64_t n,
-                    uint64_t seed, const std::string& out_dir) {
+/// The dataset's feature network for the Fréchet distance, trained on the source's whole
+/// training split (not the run's subset); empty, with the reason in `missing`, when it cannot be
+/// had (unlabelled or continuous data).
+FeatureNet feature_net_for(const RunConfig& data_run, const GeneratorCheckArgs& args,
+                           std::string& missing) {
+  if (args.no_frechet) {
+    missing = "skipped (--no-frechet)";
+    return {};
+  }
+  PluginPtr<DataSource> source = data_run.registry().create<DataSource>(
+      data_run.plugin("data"), data_run.plugin_config("data"));
+  const Dataset full = source->open();
+  fs::path cache = args.features_cache;
+  if (cache.empty()) {
+    const fs::path user = vaelab_cache_dir();
+    if (!user.empty()) cache = user / "feature-nets";
+  }
+  try {
+    bool trained = false;
+    FeatureNet net = cached_feature_net(cache, full.name, full.train, full.test, {}, &trained);
+    const nlohmann::json& info = net.info();
+    logger().info("feature network {} ({}): {}; test accuracy {}", trained ? "trained" : "read",
+                  cache.empty() ? std::string("not cached") : cache.string(),
+                  info.value("network", std::string("?")), info["test_accuracy"].dump());
+    return net;
+  } catch (const Error& e) {
+    missing = e.what();
+    logger().warn("no Fréchet distance: {}", missing);
+    return {};
+  }
+}
+
+int generator_check(const GeneratorCheckArgs& args) {
+  const std::string& target = args.target;
+  const std::string& data_config = args.data_config;
+  const int64_t n = args.n;
+  const uint64_t seed = args.seed;
+  const std::string& out_dir = args.out_dir;
   if (n < 4) throw Error("--n must be at least 4, got " + std::to_string(n));
   const auto start = std::chrono::steady_clock::now();
   const RunConfig data_run = RunConfig::load(data_config, {});
@@ -392,8 +431,11 @@ int generator_check(const std::string& target, const std::string& data_config, i
                     shape_text(data.dataset.train));
   GeneratorCheckOptions options;
   options.seed = seed;
-  const GeneratorCheck check =
-      check_generator(samples, data.dataset.train, data.dataset.test, options);
+  std::string frechet_missing;
+  const FeatureNet features = feature_net_for(data_run, args, frechet_missing);
+  GeneratorCheck check =
+      check_generator(samples, data.dataset.train, data.dataset.test, options, &features);
+  if (!check.frechet.measured && !frechet_missing.empty()) check.frechet.missing = frechet_missing;
 
   fs::create_directories(out);
   std::string grid;
@@ -423,6 +465,12 @@ int generator_check(const std::string& target, const std::string& data_config, i
       m.sample_to_train.median, m.test_to_train.median, 100 * m.samples_within_fraction,
       m.threshold_l2, 100 * options.copy_quantile, static_cast<long>(m.exact_copies),
       m.suspected ? ": MEMORIZATION SUSPECTED" : "");
+  if (check.frechet.measured) {
+    std::printf("Frechet distance %.3f to held-out test images (real training images: %.3f)\n",
+                check.frechet.distance, check.frechet.real_reference);
+  } else {
+    std::printf("no Frechet distance: %s\n", check.frechet.missing.c_str());
+  }
   std::printf("%s (%.1f s)\n", out.string().c_str(), seconds_since(start));
   return 0;
 }

@@ -155,19 +155,23 @@ int main(int argc, char** argv) {
   gen_sample->add_option("--out", gen_sample_out, "pool file to write (must not exist)")->required();
   gen_sample->add_option("--batch", gen_sample_batch, "images per sample() call (memory, not results)")
       ->capture_default_str();
-  std::string gen_check_target;
-  std::string gen_check_data;
-  int64_t gen_check_n = 1000;
-  uint64_t gen_check_seed = 0;
-  std::string gen_check_out;
+  vaelab::cli::GeneratorCheckArgs gen_check_args;
   CLI::App* gen_check = generator->add_subcommand(
-      "check", "Memorization (nearest training images) and classifier two-sample test; samples.png");
-  gen_check->add_option("target", gen_check_target, "generator folder or pool file")->required();
-  gen_check->add_option("--data", gen_check_data, "run config (TOML) whose [data] the samples are checked against")
+      "check",
+      "Memorization (nearest training images), classifier two-sample test and Fréchet distance; samples.png");
+  gen_check->add_option("target", gen_check_args.target, "generator folder or pool file")->required();
+  gen_check->add_option("--data", gen_check_args.data_config,
+                        "run config (TOML) whose [data] the samples are checked against")
       ->required();
-  gen_check->add_option("--n", gen_check_n, "samples checked (a pool's first N)")->capture_default_str();
-  gen_check->add_option("--seed", gen_check_seed, "seed of the samples and of the check")->capture_default_str();
-  gen_check->add_option("--out", gen_check_out, "output folder (default GEN_DIR/check or POOL.check)");
+  gen_check->add_option("--n", gen_check_args.n, "samples checked (a pool's first N)")->capture_default_str();
+  gen_check->add_option("--seed", gen_check_args.seed, "seed of the samples and of the check")
+      ->capture_default_str();
+  gen_check->add_option("--out", gen_check_args.out_dir, "output folder (default GEN_DIR/check or POOL.check)");
+  gen_check->add_option("--features-cache", gen_check_args.features_cache,
+                        "folder keeping the dataset's feature network for the Fréchet distance "
+                        "(default: $VAELAB_CACHE_DIR, else ~/.cache/vaelab, /feature-nets)");
+  gen_check->add_flag("--no-frechet", gen_check_args.no_frechet,
+                      "skip the Fréchet distance (no feature network is trained or read)");
 
   vaelab::cli::StudyOptions study_options;
   CLI::App* study = app.add_subcommand(
@@ -270,8 +274,7 @@ int main(int argc, char** argv) {
       return vaelab::cli::run_compress_commands(compress_commands);
     }
     if (gen_check->parsed()) {
-      return vaelab::cli::generator_check(gen_check_target, gen_check_data, gen_check_n,
-                                          gen_check_seed, gen_check_out);
+      return vaelab::cli::generator_check(gen_check_args);
     }
   } catch (const CLI::Error& e) {
     return app.exit(e);

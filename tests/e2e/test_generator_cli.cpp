@@ -210,8 +210,15 @@ TEST_CASE(
   REQUIRE(check["source"]["kind"] == "pool");
   REQUIRE(check["source"]["generator"] == "gen-pool");
   REQUIRE(check["data"]["name"] == "fashion-head");
+  // Training images are real images: their Fréchet distance is what real images score.
+  INFO(check.dump(1));
+  REQUIRE(check["frechet_distance"].get<double>() <
+          2 * check["frechet_distance_real"].get<double>());
+  REQUIRE(check["frechet_feature_net"]["dataset"] == "fashion-head");
+  REQUIRE(check["frechet_feature_net"]["test_accuracy"].get<double>() > 0.5);
   REQUIRE_THAT(slurp(out / "check.md"),
-               Contains("**Memorization suspected**") && Contains("![samples](samples.png)"));
+               Contains("**Memorization suspected**") && Contains("![samples](samples.png)") &&
+                   Contains("## Fréchet distance"));
   REQUIRE(slurp(out / "samples.png").substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
 }
 
@@ -226,6 +233,9 @@ TEST_CASE("generator check tells inverted images apart and checks a generator fo
   REQUIRE(c.code == 0);
   const json check = json::parse(slurp(gen / "check" / "check.json"));  // the default --out
   REQUIRE(check["c2st_accuracy"].get<double>() > 0.95);
+  INFO(check.dump(1));
+  REQUIRE(check["frechet_distance"].get<double>() >
+          10 * check["frechet_distance_real"].get<double>());
   REQUIRE(check["memorization_suspected"] == false);
   REQUIRE(check["exact_copies"] == 0);
   REQUIRE(check["source"]["kind"] == "generator");

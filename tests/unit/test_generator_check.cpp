@@ -14,6 +14,7 @@
 
 #include <vaelab/error.hpp>
 #include <vaelab/gen/check.hpp>
+#include <vaelab/gen/frechet.hpp>
 #include <vaelab/io/image_grid.hpp>
 
 namespace fs = std::filesystem;
@@ -156,7 +157,7 @@ TEST_CASE("the memorization flag fires on copies of training images and not on f
   REQUIRE(copies.samples_within_fraction == 1.0);
   REQUIRE(copies.sample_to_train.max == 0.0);
 
-  // One copy in ten is enough to fire the alarm (5 % by default).
+  // One copy in ten: ten times the held-out rate.
   ImageSet mixed = blobs(200, 23);
   for (int64_t i = 0; i < 200; i += 10) {
     std::copy_n(train.pixels.begin() + i * 256, 256, mixed.pixels.begin() + i * 256);
@@ -236,4 +237,234 @@ TEST_CASE("an image grid places images row by row with padding, and is written a
   s.count = 1;
   s.pixels.resize(8);
   REQUIRE_THROWS_WITH(vaelab::make_image_grid(s), Contains("1 or 3 channels, not 2"));
+}
+
+// ---- The memorization rule's statistics ------------------------------------------------------
+
+TEST_CASE("binomial upper tail: exact small cases, a pmf that sums to 1, the edges", "[check]") {
+  const auto pmf = [](int64_t k, int64_t n, double p) {
+    double c = 1;
+    for (int64_t i = 0; i < k; ++i) c = c * static_cast<double>(n - i) / static_cast<double>(i + 1);
+    return c * std::pow(p, static_cast<double>(k)) * std::pow(1 - p, static_cast<double>(n - k));
+  };
+  double tail = 0;
+  for (int64_t k = 10; k >= 0; --k) {
+    tail += pmf(k, 10, 0.3);
+    INFO("k = " << k);
+    REQUIRE(vaelab::binomial_upper_tail(k, 10, 0.3) == Approx(tail).epsilon(1e-12));
+  }
+  REQUIRE(tail == Approx(1.0).epsilon(1e-14));  // the pmf sums to 1 over 0..n
+  REQUIRE(vaelab::binomial_upper_tail(0, 50, 0.2) == 1.0);
+  REQUIRE(vaelab::binomial_upper_tail(51, 50, 0.2) == 0.0);
+  REQUIRE(vaelab::binomial_upper_tail(3, 50, 0.0) == 0.0);
+  // Large n: 20 of 1000 at rate 1 % (mean 10, sd ~3.1) is rare, 12 is not.
+  REQUIRE(vaelab::binomial_upper_tail(20, 1000, 0.01) < 0.01);
+  REQUIRE(vaelab::binomial_upper_tail(12, 1000, 0.01) > 0.2);
+}
+
+TEST_CASE("memorization: samples as close as held-out images are not flagged, a few copies are",
+          "[check]") {
+  const ImageSet train = blobs(1000, 40);
+  const ImageSet test = blobs(400, 41);
+  // Fresh draws of the data distribution: within the threshold at about the held-out rate.
+  const vaelab::MemorizationCheck fresh =
+      vaelab::memorization_check(blobs(400, 42), train, test, fast_options());
+  REQUIRE(fresh.test_within_fraction >= 0.01);
+  REQUIRE(fresh.test_within_fraction < 0.02);
+  REQUIRE(fresh.samples_within_p_value > 0.01);
+  REQUIRE_FALSE(fresh.suspected);
+  // 3 % copies among 400 fresh samples: three times the held-out rate, significant.
+  ImageSet mixed = blobs(400, 43);
+  for (int64_t i = 0; i < 12; ++i) {
+    std::copy_n(train.pixels.begin() + (50 + i) * 256, 256, mixed.pixels.begin() + i * 256);
+  }
+  const vaelab::MemorizationCheck some =
+      vaelab::memorization_check(mixed, train, test, fast_options());
+  REQUIRE(some.exact_copies == 12);
+  REQUIRE(some.test_exact_copies == 0);
+  REQUIRE(some.samples_within_fraction >= 0.03);
+  REQUIRE(some.samples_within_p_value < 0.01);
+  REQUIRE(some.suspected);
+}
+
+// ---- The Fréchet distance ----------------------------------------------------------------------
+
+namespace {
+
+/// `n` labelled 1x16x16 images of three classes: a bright disc (0), a bright horizontal bar (1),
+/// a dark disc on a bright ground (2), each at a random place and size.
+ImageSet shapes(int64_t n, uint64_t seed) {
+  ImageSet s = blobs(n, seed);
+  std::mt19937_64 rng(seed + 1000);
+  std::uniform_real_distribution<double> centre(3.0, 13.0), half(1.0, 2.5);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t label = i % 3;
+    s.labels[static_cast<size_t>(i)] = label;
+    uint8_t* img = s.pixels.data() + i * 256;
+    if (label == 1) {
+      const double cy = centre(rng), h = half(rng);
+      for (int y = 0; y < 16; ++y) {
+        for (int x = 0; x < 16; ++x) {
+          const bool inside = std::abs(y - cy) <= h;
+          img[y * 16 + x] = static_cast<uint8_t>(inside ? 220 : img[y * 16 + x] % 40);
+        }
+      }
+    } else if (label == 2) {
+      for (int k = 0; k < 256; ++k) img[k] = static_cast<uint8_t>(255 - img[k]);
+    }
+  }
+  return s;
+}
+
+vaelab::FeatureNetOptions small_net() {
+  vaelab::FeatureNetOptions o;
+  o.hidden = 64;
+  o.features = 16;
+  o.epochs = 8;
+  o.batch = 64;
+  o.seed = 3;
+  return o;
+}
+
+/// Row-major d×d matrix product a·b.
+std::vector<double> matmul(const std::vector<double>& a, const std::vector<double>& b, int d) {
+  std::vector<double> c(static_cast<size_t>(d * d), 0.0);
+  for (int i = 0; i < d; ++i)
+    for (int k = 0; k < d; ++k)
+      for (int j = 0; j < d; ++j) c[i * d + j] += a[i * d + k] * b[k * d + j];
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("Fréchet distance between Gaussians: closed forms", "[check][frechet]") {
+  // Diagonal covariances commute: |Δμ|² + Σ (√a_i − √b_i)².
+  const std::vector<double> ma = {0.5, -1.0, 2.0}, mb = {1.5, 0.0, 2.0};
+  const std::vector<double> ca = {4, 0, 0, 0, 1, 0, 0, 0, 9}, cb = {1, 0, 0, 0, 1, 0, 0, 0, 0.25};
+  const double diagonal = 1.0 + 1.0 + 0.0 + 1.0 + 0.0 + 2.5 * 2.5;
+  REQUIRE(vaelab::frechet_distance_gaussians(ma, ca, mb, cb, 3) == Approx(diagonal).epsilon(1e-10));
+  REQUIRE(vaelab::frechet_distance_gaussians(mb, cb, ma, ca, 3) == Approx(diagonal).epsilon(1e-10));
+  REQUIRE(vaelab::frechet_distance_gaussians(ma, ca, ma, ca, 3) == Approx(0.0).margin(1e-9));
+
+  // Two 2×2 covariances that do not commute: for M = A^½ B A^½, tr √M = √(tr M + 2 √det M),
+  // with tr M = tr(AB) and det M = det A · det B.
+  const std::vector<double> a = {2.0, 0.8, 0.8, 1.0}, b = {0.5, -0.3, -0.3, 1.5};
+  const std::vector<double> ab = matmul(a, b, 2);
+  REQUIRE(std::abs(ab[1] - matmul(b, a, 2)[1]) > 0.1);  // they really do not commute
+  const double det_a = a[0] * a[3] - a[1] * a[2], det_b = b[0] * b[3] - b[1] * b[2];
+  const double cross = std::sqrt(ab[0] + ab[3] + 2 * std::sqrt(det_a * det_b));
+  const std::vector<double> m1 = {1.0, 2.0}, m2 = {-1.0, 2.5};
+  const double expected = 4.0 + 0.25 + (a[0] + a[3]) + (b[0] + b[3]) - 2 * cross;
+  REQUIRE(vaelab::frechet_distance_gaussians(m1, a, m2, b, 2) == Approx(expected).epsilon(1e-10));
+  REQUIRE(vaelab::frechet_distance_gaussians(m2, b, m1, a, 2) == Approx(expected).epsilon(1e-10));
+
+  REQUIRE_THROWS_WITH(vaelab::frechet_distance_gaussians(m1, a, m2, b, 3), Contains("3x3"));
+}
+
+TEST_CASE("Fréchet distance of feature rows: fitted moments, a shift adds its square",
+          "[check][frechet]") {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> normal;
+  const int64_t n = 20000, d = 4;
+  std::vector<double> x(static_cast<size_t>(n * d)), y(x.size());
+  for (auto& v : x) v = normal(rng);
+  for (auto& v : y) v = normal(rng);
+  // Same distribution: near 0 (the estimate's bias is of order d² / n).
+  REQUIRE(vaelab::frechet_distance(x, n, y, n, d) < 0.02);
+  // Shifted by c in every coordinate, and the second coordinate scaled by 3.
+  std::vector<double> z = y;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < d; ++j) z[static_cast<size_t>(i * d + j)] += 0.5;
+    z[static_cast<size_t>(i * d + 1)] *= 3;
+  }
+  // |Δμ|² = 3 · 0.25 + 1.5² (the scaled shift), plus (√9 − 1)² = 4 from the scale.
+  REQUIRE(vaelab::frechet_distance(x, n, z, n, d) == Approx(0.75 + 2.25 + 4.0).epsilon(0.03));
+  REQUIRE_THROWS_WITH(vaelab::frechet_distance(x, 1, y, n, d), Contains("at least 2 rows"));
+}
+
+TEST_CASE("feature network: learns the classes, saves and loads bit for bit, is cached",
+          "[check][frechet]") {
+  const ImageSet train = shapes(900, 50);
+  const ImageSet test = shapes(300, 51);
+  const vaelab::FeatureNet net = vaelab::FeatureNet::train("shapes", train, test, small_net());
+  const nlohmann::json& info = net.info();
+  INFO(info.dump());
+  REQUIRE(info["classes"] == 3);
+  REQUIRE(info["train_images"] == 900);
+  REQUIRE(info["test_images"] == 300);
+  REQUIRE(info["test_accuracy"].get<double>() > 0.9);
+  REQUIRE(net.dims() == 16);
+  const std::vector<double> f = net.features(first(test, 10));
+  REQUIRE(f.size() == 160);
+
+  const fs::path dir = fs::temp_directory_path() / ("vaelab-fnet-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  net.save(dir / "net.pt");
+  REQUIRE(vaelab::FeatureNet::load(dir / "net.pt").features(first(test, 10)) == f);
+  {
+    std::ofstream(dir / "junk.pt") << "not a network";
+  }
+  REQUIRE_THROWS_WITH(vaelab::FeatureNet::load(dir / "junk.pt"),
+                      Contains("junk.pt") && Contains("not a feature network"));
+
+  bool trained = false;
+  const vaelab::FeatureNet first_call =
+      vaelab::cached_feature_net(dir / "cache", "shapes", train, test, small_net(), &trained);
+  REQUIRE(trained);
+  const vaelab::FeatureNet second =
+      vaelab::cached_feature_net(dir / "cache", "shapes", train, test, small_net(), &trained);
+  REQUIRE_FALSE(trained);
+  REQUIRE(second.features(first(test, 10)) == first_call.features(first(test, 10)));
+  // Other training images are another network.
+  vaelab::cached_feature_net(dir / "cache", "shapes", shapes(900, 52), test, small_net(), &trained);
+  REQUIRE(trained);
+  fs::remove_all(dir);
+
+  ImageSet unlabelled = blobs(50, 1);
+  REQUIRE_THROWS_WITH(vaelab::FeatureNet::train("blobs", unlabelled, unlabelled, small_net()),
+                      Contains("labelled"));
+  ImageSet wide = blobs(10, 1);
+  wide.width = 32;
+  wide.height = 8;
+  REQUIRE_THROWS_WITH(net.features(wide), Contains("1x16x16") && Contains("1x8x32"));
+}
+
+TEST_CASE("the generator check's Fréchet distance: near the real floor for fresh draws, far for "
+          "another distribution",
+          "[check][frechet]") {
+  const ImageSet train = shapes(900, 60);
+  const ImageSet test = shapes(600, 61);
+  const vaelab::FeatureNet net = vaelab::FeatureNet::train("shapes", train, test, small_net());
+  const vaelab::GeneratorCheck same =
+      vaelab::check_generator(shapes(300, 62), train, test, fast_options(), &net);
+  REQUIRE(same.frechet.measured);
+  REQUIRE(same.frechet.samples == 300);
+  REQUIRE(same.frechet.held_out == 600);
+  REQUIRE(same.frechet.reference_images == 300);
+  INFO("same " << same.frechet.distance << ", real " << same.frechet.real_reference);
+  REQUIRE(same.frechet.distance < 2 * same.frechet.real_reference + 1e-3);
+
+  // Only one class (bars): the features' mean and covariance move.
+  ImageSet squares = shapes(900, 63);
+  std::vector<int64_t> keep;
+  for (int64_t i = 1; i < 900; i += 3) keep.push_back(i);
+  vaelab::keep_images(squares, keep);
+  const vaelab::GeneratorCheck other =
+      vaelab::check_generator(squares, train, test, fast_options(), &net);
+  INFO("one class " << other.frechet.distance);
+  REQUIRE(other.frechet.distance > 10 * same.frechet.real_reference);
+
+  const nlohmann::json j = vaelab::to_json(other);
+  REQUIRE(j["frechet_distance"].get<double>() == other.frechet.distance);
+  REQUIRE(j["frechet_feature_net"]["classes"] == 3);
+  REQUIRE(j["frechet_missing"].is_null());
+  REQUIRE_THAT(vaelab::to_markdown(other, "Check", {}, ""), Contains("## Fréchet distance"));
+
+  const vaelab::GeneratorCheck without =
+      vaelab::check_generator(squares, train, test, fast_options());
+  REQUIRE_FALSE(without.frechet.measured);
+  const nlohmann::json k = vaelab::to_json(without);
+  REQUIRE(k["frechet_distance"].is_null());
+  REQUIRE(k["frechet_missing"] == "no feature network");
 }

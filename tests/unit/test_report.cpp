@@ -558,6 +558,50 @@ TEST_CASE("report findings are decided by the aggregates", "[report]") {
   CHECK(verdict("The q*-ELBO stays close") == "reproduced");
 }
 
+TEST_CASE("report: no synthetic-data finding is reproduced on a generator flagged for memorization",
+          "[report]") {
+  TempDir tmp;
+  {
+    StudyDb db(tmp.path(), kAxes, kBase);
+    levers_study(db);
+    db.exec(R"(UPDATE generators SET "check" = '{"c2st_accuracy": 0.61, "exact_copies": 40, )"
+            R"("samples_within_threshold_fraction": 0.2, "test_within_threshold_fraction": 0.01, )"
+            R"("memorization_suspected": true, "frechet_distance": 12.5, )"
+            R"("frechet_distance_real": 1.25}')");
+  }
+  const json report = vaelab::report_json(tmp.path());
+  const auto finding = [&](const std::string& start) {
+    for (const auto& f : report["findings"]) {
+      if (f["claim"].get<std::string>().rfind(start, 0) == 0) return f;
+    }
+    FAIL("no finding " << start);
+    return json();
+  };
+  // The same numbers as above, where these were reproduced.
+  const json gain = finding("Training on synthetic data raises the test ELBO");
+  CHECK(gain["verdict"] == "inconclusive");
+  CHECK_THAT(gain["evidence"].get<std::string>(),
+             Catch::Contains("flagged for memorization") &&
+                 Catch::Contains("`g1` (20.0 % of samples within the copy threshold vs 1.0 % of "
+                                 "held-out images)"));
+  CHECK(finding("Training on synthetic data shrinks the generalization gap")["verdict"] ==
+        "inconclusive");
+  // Findings about other levers keep their verdicts.
+  CHECK(finding("A larger latent")["verdict"] == "reproduced");
+  CHECK(finding("The q*-ELBO stays close")["verdict"] == "reproduced");
+  CHECK_THAT(report["conclusion"].get<std::string>(),
+             Catch::Contains("Synthetic data here is suspect"));
+
+  const std::string text = read_text(vaelab::write_report(tmp.path()));
+  const auto row = md_row(text, "### Generators", "`g1`");
+  INFO(text.substr(text.find("### Generators"), 2000));
+  REQUIRE(row.size() == 15);
+  CHECK(row[9] == "12.50 (1.25)");
+  CHECK(row[12] == "0.200 vs 0.010");
+  CHECK(row[14] == "yes");
+  CHECK_THAT(text, Catch::Contains("**inconclusive** — Training on synthetic data raises"));
+}
+
 TEST_CASE("write_report writes md, self-contained html, plot scripts and data", "[report]") {
   TempDir tmp;
   {

@@ -14,8 +14,58 @@
 #include <vaelab/error.hpp>
 #include <vaelab/torch_shim.hpp>
 
+#include "mlp_classifier.hpp"
+
 namespace vaelab {
+
+namespace gen_detail {
+
+torch::Tensor to_rows(const ImageSet& images) {
+  return torch::from_blob(const_cast<uint8_t*>(images.pixels.data()),
+                          {images.count, images.image_bytes()}, torch::kUInt8)
+      .to(torch::kFloat32)
+      .div_(255.0);
+}
+
+torch::nn::Sequential make_mlp(const std::vector<int64_t>& widths, at::Generator& gen) {
+  torch::nn::Sequential net;
+  for (size_t i = 1; i < widths.size(); ++i) {
+    if (i > 1) net->push_back(torch::nn::ReLU());
+    net->push_back(torch::nn::Linear(widths[i - 1], widths[i]));
+  }
+  torch::NoGradGuard no_grad;
+  // Parameters come as weight, bias per layer; a bias uses its weight's fan-in.
+  int64_t fan_in = 1;
+  for (auto& p : net->parameters()) {
+    if (p.dim() == 2) fan_in = p.size(1);
+    const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+    p.uniform_(-bound, bound, gen);
+  }
+  return net;
+}
+
+void fit_classifier(const std::vector<torch::Tensor>& params, const torch::Tensor& x,
+                    const torch::Tensor& y, int64_t epochs, int64_t batch, double lr,
+                    at::Generator& gen,
+                    const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& loss) {
+  torch::optim::Adam optimizer(params, torch::optim::AdamOptions(lr));
+  const int64_t n = x.size(0);
+  for (int64_t epoch = 0; epoch < epochs; ++epoch) {
+    const torch::Tensor order = shim::randperm(n, gen);
+    for (int64_t first = 0; first < n; first += batch) {
+      const torch::Tensor idx = order.slice(0, first, std::min(first + batch, n));
+      optimizer.zero_grad();
+      loss(x.index_select(0, idx), y.index_select(0, idx)).backward();
+      optimizer.step();
+    }
+  }
+}
+
+}  // namespace gen_detail
+
 namespace {
+
+using gen_detail::to_rows;
 
 /// Candidates re-measured exactly per query: enough to survive float rounding near ties.
 constexpr int64_t kCandidates = 4;
@@ -40,14 +90,6 @@ void require_same_shape(const ImageSet& a, const char* a_name, const ImageSet& b
     throw Error(std::string(a_name) + " are " + shape_text(a) + " images but " + b_name + " are " +
                 shape_text(b));
   }
-}
-
-/// uint8 images → float [N, D] in [0, 1]. Shares nothing with `images`.
-torch::Tensor to_rows(const ImageSet& images) {
-  return torch::from_blob(const_cast<uint8_t*>(images.pixels.data()),
-                          {images.count, images.image_bytes()}, torch::kUInt8)
-      .to(torch::kFloat32)
-      .div_(255.0);
 }
 
 /// Rows `index` of `images` (a copy).
@@ -135,6 +177,27 @@ std::vector<double> nearest_neighbour_l2(const ImageSet& queries, const ImageSet
   return out;
 }
 
+double binomial_upper_tail(int64_t k, int64_t n, double p) {
+  if (k <= 0) return 1.0;
+  if (k > n) return 0.0;
+  if (p <= 0) return 0.0;
+  if (p >= 1) return 1.0;
+  const double log_n = std::lgamma(static_cast<double>(n) + 1);
+  const double log_p = std::log(p), log_q = std::log1p(-p);
+  // Terms rise to the mode and fall after it; sum them scaled by the largest.
+  std::vector<double> logs;
+  logs.reserve(static_cast<size_t>(n - k + 1));
+  for (int64_t i = k; i <= n; ++i) {
+    const auto x = static_cast<double>(i);
+    logs.push_back(log_n - std::lgamma(x + 1) - std::lgamma(static_cast<double>(n - i) + 1) +
+                   x * log_p + static_cast<double>(n - i) * log_q);
+  }
+  const double top = *std::max_element(logs.begin(), logs.end());
+  double sum = 0;
+  for (const double l : logs) sum += std::exp(l - top);
+  return std::min(1.0, std::exp(top) * sum);
+}
+
 DistanceSummary summarize_distances(std::vector<double> distances) {
   DistanceSummary s;
   s.count = static_cast<int64_t>(distances.size());
@@ -167,14 +230,23 @@ MemorizationCheck memorization_check(const ImageSet& samples, const ImageSet& tr
   m.test_to_train = summarize_distances(test_d);
   std::sort(test_d.begin(), test_d.end());
   m.threshold_l2 = quantile(test_d, options.copy_quantile);
-  int64_t within = 0;
-  for (const double d : sample_d) {
-    within += d <= m.threshold_l2 ? 1 : 0;
-    m.exact_copies += d == 0.0 ? 1 : 0;
-  }
-  m.samples_within_fraction =
-      sample_d.empty() ? 0.0 : static_cast<double>(within) / static_cast<double>(sample_d.size());
-  m.suspected = m.samples_within_fraction > options.memorization_alarm_fraction;
+  const auto count_within = [&](const std::vector<double>& distances, int64_t& exact) {
+    int64_t within = 0;
+    for (const double d : distances) {
+      within += d <= m.threshold_l2 ? 1 : 0;
+      exact += d == 0.0 ? 1 : 0;
+    }
+    return within;
+  };
+  const int64_t within = count_within(sample_d, m.exact_copies);
+  const int64_t test_within = count_within(test_d, m.test_exact_copies);
+  const auto n = static_cast<int64_t>(sample_d.size());
+  m.samples_within_fraction = n == 0 ? 0.0 : static_cast<double>(within) / static_cast<double>(n);
+  m.test_within_fraction = static_cast<double>(test_within) / static_cast<double>(test_d.size());
+  m.samples_within_p_value = binomial_upper_tail(within, n, m.test_within_fraction);
+  m.suspected = n > 0 &&
+                m.samples_within_fraction >= options.memorization_excess * m.test_within_fraction &&
+                m.samples_within_p_value < options.memorization_p_value;
   return m;
 }
 
@@ -205,36 +277,13 @@ C2stResult classifier_two_sample_test(const ImageSet& real, const ImageSet& synt
 
   const int64_t d = real.image_bytes();
   const int64_t h = options.c2st_hidden;
-  torch::nn::Sequential net(torch::nn::Linear(d, h), torch::nn::ReLU(), torch::nn::Linear(h, h),
-                            torch::nn::ReLU(), torch::nn::Linear(h, 1));
-  {
-    // PyTorch's default Linear initialisation, drawn from the check's own generator.
-    torch::NoGradGuard no_grad;
-    // Parameters come as weight, bias per layer; a bias uses its weight's fan-in.
-    int64_t fan_in = 1;
-    for (auto& p : net->parameters()) {
-      if (p.dim() == 2) fan_in = p.size(1);
-      const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-      p.uniform_(-bound, bound, gen);
-    }
-  }
-  torch::optim::Adam optimizer(net->parameters(), torch::optim::AdamOptions(options.c2st_lr));
-  const int64_t n_train = 2 * half;
-  net->train();
-  for (int64_t epoch = 0; epoch < options.c2st_epochs; ++epoch) {
-    const torch::Tensor order = shim::randperm(n_train, gen);
-    for (int64_t first = 0; first < n_train; first += options.c2st_batch) {
-      const torch::Tensor idx =
-          order.slice(0, first, std::min(first + options.c2st_batch, n_train));
-      optimizer.zero_grad();
-      const torch::Tensor logits = net->forward(x_train.index_select(0, idx)).squeeze(1);
-      const torch::Tensor loss =
-          torch::binary_cross_entropy_with_logits(logits, y_train.index_select(0, idx));
-      loss.backward();
-      optimizer.step();
-    }
-  }
-  net->eval();
+  torch::nn::Sequential net = gen_detail::make_mlp({d, h, h, 1}, gen);
+  gen_detail::fit_classifier(net->parameters(), x_train, y_train, options.c2st_epochs,
+                             options.c2st_batch, options.c2st_lr, gen,
+                             [&](const torch::Tensor& x, const torch::Tensor& y) {
+                               return torch::binary_cross_entropy_with_logits(
+                                   net->forward(x).squeeze(1), y);
+                             });
   torch::NoGradGuard no_grad;
   const torch::Tensor predicted = net->forward(x_test).squeeze(1).gt(0).to(torch::kFloat32);
   const double accuracy = predicted.eq(y_test).to(torch::kFloat64).mean().item<double>();
@@ -253,8 +302,34 @@ C2stResult classifier_two_sample_test(const ImageSet& real, const ImageSet& synt
   return r;
 }
 
+FrechetCheck frechet_check(const ImageSet& samples, const ImageSet& train, const ImageSet& test,
+                           const FeatureNet& features, const GeneratorCheckOptions& options) {
+  require_same_shape(samples, "the samples", train, "the training images");
+  require_same_shape(test, "the test images", train, "the training images");
+  ImageSet held_out = test;
+  select_subset(held_out, options.test_images, options.seed + 1);
+  ImageSet reference = train;
+  select_subset(reference, samples.count, options.seed + 2);
+  if (samples.count < 2 || held_out.count < 2 || reference.count < 2) {
+    throw Error("the Fréchet distance needs at least 2 samples, 2 held-out and 2 training images");
+  }
+  FrechetCheck f;
+  const int64_t dims = features.dims();
+  const std::vector<double> held = features.features(held_out);
+  f.distance = frechet_distance(features.features(samples), samples.count, held, held_out.count, dims);
+  f.real_reference =
+      frechet_distance(features.features(reference), reference.count, held, held_out.count, dims);
+  f.measured = true;
+  f.samples = samples.count;
+  f.held_out = held_out.count;
+  f.reference_images = reference.count;
+  f.dims = dims;
+  f.feature_net = features.info();
+  return f;
+}
+
 GeneratorCheck check_generator(const ImageSet& samples, const ImageSet& train, const ImageSet& test,
-                               const GeneratorCheckOptions& options) {
+                               const GeneratorCheckOptions& options, const FeatureNet* features) {
   const auto start = std::chrono::steady_clock::now();
   require_same_shape(samples, "the samples", train, "the training images");
   if (samples.count < 4)
@@ -271,12 +346,19 @@ GeneratorCheck check_generator(const ImageSet& samples, const ImageSet& train, c
   c.options = options;
   c.memorization = memorization_check(samples, train, test, options);
   c.c2st = classifier_two_sample_test(train, samples, options);
+  if (features != nullptr && !features->empty()) {
+    c.frechet = frechet_check(samples, train, test, *features, options);
+  } else {
+    c.frechet.missing = "no feature network";
+  }
   c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return c;
 }
 
 nlohmann::json to_json(const GeneratorCheck& c) {
+  using json = nlohmann::json;
   const MemorizationCheck& m = c.memorization;
+  const FrechetCheck& f = c.frechet;
   return {
       {"samples", c.samples},
       {"train_images", c.train_images},
@@ -287,8 +369,12 @@ nlohmann::json to_json(const GeneratorCheck& c) {
       {"copy_quantile", c.options.copy_quantile},
       {"copy_threshold_l2", m.threshold_l2},
       {"samples_within_threshold_fraction", m.samples_within_fraction},
+      {"test_within_threshold_fraction", m.test_within_fraction},
+      {"samples_within_threshold_p_value", m.samples_within_p_value},
       {"exact_copies", m.exact_copies},
-      {"memorization_alarm_fraction", c.options.memorization_alarm_fraction},
+      {"test_exact_copies", m.test_exact_copies},
+      {"memorization_excess", c.options.memorization_excess},
+      {"memorization_p_value", c.options.memorization_p_value},
       {"memorization_suspected", m.suspected},
       {"c2st_accuracy", c.c2st.accuracy},
       {"c2st_accuracy_stderr", c.c2st.accuracy_stderr},
@@ -296,6 +382,12 @@ nlohmann::json to_json(const GeneratorCheck& c) {
       {"c2st_train_per_class", c.c2st.train_per_class},
       {"c2st_test_per_class", c.c2st.test_per_class},
       {"c2st_classifier", c.c2st.classifier},
+      {"frechet_distance", f.measured ? json(f.distance) : json(nullptr)},
+      {"frechet_distance_real", f.measured ? json(f.real_reference) : json(nullptr)},
+      {"frechet_samples", f.samples},
+      {"frechet_held_out", f.held_out},
+      {"frechet_feature_net", f.measured ? f.feature_net : json(nullptr)},
+      {"frechet_missing", f.measured ? json(nullptr) : json(f.missing)},
       {"seconds", c.seconds},
   };
 }
@@ -324,16 +416,22 @@ std::string to_markdown(const GeneratorCheck& c, const std::string& title,
   }
   md << "\n"
      << fixed(100 * m.samples_within_fraction, 1) << " % of the samples are within "
-     << fixed(m.threshold_l2, 3) << " of a training image, the distance only "
-     << fixed(100 * c.options.copy_quantile, 1) << " % of held-out test images come that close; "
-     << m.exact_copies << " samples are exact copies of training images. ";
+     << fixed(m.threshold_l2, 3) << " of a training image, against "
+     << fixed(100 * m.test_within_fraction, 1)
+     << " % of held-out test images (the threshold is their "
+     << fixed(100 * c.options.copy_quantile, 1) << " % quantile); one-sided binomial p = "
+     << fixed(m.samples_within_p_value, 4) << ". " << m.exact_copies
+     << " samples are exact copies of training images (" << m.test_exact_copies
+     << " held-out images are). ";
+  const std::string rule = "at least " + fixed(c.options.memorization_excess, 1) +
+                           "× the held-out rate with p < " +
+                           fixed(c.options.memorization_p_value, 2);
   if (m.suspected) {
-    md << "**Memorization suspected**: more than "
-       << fixed(100 * c.options.memorization_alarm_fraction, 1)
-       << " % of the samples are that close; the generator reproduces training images.\n\n";
+    md << "**Memorization suspected**: samples come that close to training images more often "
+          "than held-out images do ("
+       << rule << "); the generator reproduces training images.\n\n";
   } else {
-    md << "No sign of memorization (the alarm is at "
-       << fixed(100 * c.options.memorization_alarm_fraction, 1) << " %).\n\n";
+    md << "No sign of memorization (the flag needs " << rule << ").\n\n";
   }
 
   md << "## Classifier two-sample test\n\n"
@@ -345,6 +443,24 @@ std::string to_markdown(const GeneratorCheck& c, const std::string& title,
      << " %, one-sided p = " << fixed(c.c2st.p_value, 4)
      << " against 50 %). 50 % means the classifier cannot tell samples from real images; 100 % "
         "means every sample is recognisably synthetic.\n";
+  const FrechetCheck& f = c.frechet;
+  md << "\n## Fréchet distance\n\n";
+  if (f.measured) {
+    const nlohmann::json& net = f.feature_net;
+    const auto accuracy = net.contains("test_accuracy") && net["test_accuracy"].is_number()
+                              ? fixed(100 * net["test_accuracy"].get<double>(), 1) + " %"
+                              : std::string("unknown");
+    md << "Between Gaussians fitted to the features of " << f.samples << " samples and of "
+       << f.held_out << " held-out test images: **" << fixed(f.distance, 3) << "**. "
+       << f.reference_images << " real training images score " << fixed(f.real_reference, 3)
+       << " against the same held-out images: the floor at this sample size. The features are "
+       << f.dims << " activations of a classifier trained on "
+       << net.value("train_images", int64_t{0}) << " labelled training images of "
+       << net.value("dataset", std::string("the data")) << " ("
+       << net.value("network", std::string("?")) << "; test accuracy " << accuracy << ").\n";
+  } else {
+    md << "Not measured: " << f.missing << ".\n";
+  }
   if (!grid_png.empty()) md << "\n## Samples\n\n![samples](" << grid_png << ")\n";
   return md.str();
 }

@@ -404,12 +404,14 @@ void grid_section(Document& doc, Context& cx) {
   }
   doc.paragraph(
       "Fidelity from `vaelab generator check` on each pool: the C2ST accuracy of a classifier "
-      "telling real "
-      "training images from samples (0.5 = indistinguishable), nearest-neighbour L2 distances to "
-      "the training "
-      "set for samples and for held-out test images (samples much closer than test images suggest "
-      "copies), "
-      "and exact copies.");
+      "telling real training images from samples (0.5 = indistinguishable); the Fréchet distance "
+      "between samples and held-out test images in a classifier's features, beside what real "
+      "training images score against the same held-out images (the floor at that sample size); "
+      "nearest-neighbour L2 distances to the training set for samples and for held-out test "
+      "images; the share of samples within the copy threshold (the distance only 1 % of "
+      "held-out images come to a training image) and exact copies. A generator whose samples "
+      "fall within the threshold significantly more often than held-out images do is flagged for "
+      "memorization, and no synthetic-data finding is called reproduced on it.");
   std::vector<std::vector<std::string>> rows;
   for (const auto& g : cx.study.generators) {
     int64_t used = 0;
@@ -434,19 +436,43 @@ void grid_section(Document& doc, Context& cx) {
         c["memorization_suspected"].is_boolean()) {
       suspected = c["memorization_suspected"].get<bool>() ? "yes" : "no";
     }
+    std::string frechet = num("frechet_distance", 2);
+    if (frechet != "—" && num("frechet_distance_real", 2) != "—")
+      frechet += " (" + num("frechet_distance_real", 2) + ")";
+    std::string within = num("samples_within_threshold_fraction", 3);
+    if (within != "—" && num("test_within_threshold_fraction", 3) != "—")
+      within += " vs " + num("test_within_threshold_fraction", 3);
     rows.push_back({"`" + g.key + "`", g.plugin, g.status,
                     g.pool_images ? std::to_string(*g.pool_images) : "—",
                     opt_cell(g.fit_seconds, 1), opt_cell(g.sample_seconds, 1), std::to_string(used),
-                    c2st, num("c2st_p_value", 3), median("nn_l2_sample_to_train"),
-                    median("nn_l2_test_to_train"), num("samples_within_threshold_fraction", 3),
-                    num("exact_copies", 0), suspected});
+                    c2st, num("c2st_p_value", 3), frechet, median("nn_l2_sample_to_train"),
+                    median("nn_l2_test_to_train"), within, num("exact_copies", 0), suspected});
   }
   doc.table(
       {"generator", "plugin", "status", "pool images", "fit s", "sample s", "runs", "C2ST accuracy",
-       "C2ST p", "NN L2 sample→train (median)", "NN L2 test→train (median)",
-       "within copy threshold", "exact copies", "memorization suspected"},
+       "C2ST p", "Fréchet distance (real)", "NN L2 sample→train (median)",
+       "NN L2 test→train (median)", "within copy threshold (samples vs held-out)", "exact copies",
+       "memorization suspected"},
       rows,
-      {false, false, false, true, true, true, true, true, true, true, true, true, true, false});
+      {false, false, false, true, true, true, true, true, true, true, true, true, true, true,
+       false});
+  // The feature network behind the Fréchet distances (one per dataset; the first check names it).
+  for (const auto& g : cx.study.generators) {
+    const json& c = g.check;
+    if (!c.is_object() || !c.contains("frechet_feature_net") ||
+        !c["frechet_feature_net"].is_object())
+      continue;
+    const json& net = c["frechet_feature_net"];
+    const std::string accuracy = net.contains("test_accuracy") && net["test_accuracy"].is_number()
+                                     ? fixed(100 * net["test_accuracy"].get<double>(), 1) + " %"
+                                     : std::string("unknown");
+    doc.paragraph("Fréchet distances are in the " + std::to_string(net.value("features", 0)) +
+                  " features of a classifier trained on " +
+                  std::to_string(net.value("train_images", 0)) + " labelled training images of " +
+                  net.value("dataset", std::string("the data")) + " (" +
+                  net.value("network", std::string("?")) + "), test accuracy " + accuracy + ".");
+    break;
+  }
   for (const auto& g : cx.study.generators) {
     if (g.check.is_null()) {
       doc.paragraph("`" + g.key + "`: no check was run on its pool.");
@@ -575,8 +601,8 @@ void findings_section(Document& doc, Context& cx) {
       "Xiao, Zenn & Bamler (TMLR 2024), checked against the aggregates above. A difference counts "
       "as "
       "reproduced when its sign matches and it lies outside the seed spread; with one seed the "
-      "sign decides "
-      "and the spread is unknown.");
+      "sign decides and the spread is unknown. A synthetic-data finding that holds on a generator "
+      "flagged for memorization is inconclusive.");
   std::vector<std::string> items;
   for (const auto& f : cx.an.findings) {
     items.push_back("**" + f.verdict + "** — " + f.claim + " (" + f.source + "). " + f.evidence +

@@ -789,6 +789,37 @@ const Aggregate* Analysis::at_base(const std::string& regime) const {
   return nullptr;
 }
 
+namespace {
+
+/// Generators that trained at least one run and whose check.json suspects memorization.
+std::vector<std::string> memorized_generators(const StudyRecord& study) {
+  std::vector<std::string> out;
+  for (const GeneratorRecord& g : study.generators) {
+    const json& c = g.check;
+    if (!c.is_object() || !c.value("memorization_suspected", false)) continue;
+    const bool used = std::any_of(study.runs.begin(), study.runs.end(), [&](const RunRecord& r) {
+      return r.generator_key && *r.generator_key == g.key;
+    });
+    if (!used) continue;
+    std::string text = "`" + g.key + "`";
+    if (c.contains("samples_within_threshold_fraction") &&
+        c["samples_within_threshold_fraction"].is_number()) {
+      text += " (" + fixed(100 * c["samples_within_threshold_fraction"].get<double>(), 1) +
+              " % of samples within the copy threshold";
+      if (c.contains("test_within_threshold_fraction") &&
+          c["test_within_threshold_fraction"].is_number()) {
+        text += " vs " + fixed(100 * c["test_within_threshold_fraction"].get<double>(), 1) +
+                " % of held-out images";
+      }
+      text += ")";
+    }
+    out.push_back(text);
+  }
+  return out;
+}
+
+}  // namespace
+
 Analysis analyze(const StudyRecord& study) {
   Analysis an;
   std::vector<const RunRecord*> main_runs, anomaly_runs, path_runs;
@@ -900,6 +931,23 @@ Analysis analyze(const StudyRecord& study) {
   }
   an.conclusion = conclude(an);
   an.findings = check_findings(an);
+  an.memorized_generators = memorized_generators(study);
+  if (!an.memorized_generators.empty()) {
+    std::string which;
+    for (const std::string& g : an.memorized_generators) which += (which.empty() ? "" : ", ") + g;
+    const std::string caveat = "the generator is flagged for memorization: " + which +
+                               "; a gain from its samples may come from copies of training images";
+    for (Finding& f : an.findings) {
+      const bool about_synthetic = f.claim.find("ynthetic") != std::string::npos;
+      if (about_synthetic && f.verdict == "reproduced") {
+        f.verdict = "inconclusive";
+        f.evidence += "; but " + caveat;
+      }
+    }
+    if (!an.conclusion.text.empty()) {
+      an.conclusion.text += " Synthetic data here is suspect: " + caveat + ".";
+    }
+  }
   return an;
 }
 

@@ -163,7 +163,9 @@ struct Conclusion {
 struct Finding {
   std::string claim;
   std::string source;    ///< where the paper shows it
-  std::string verdict;   ///< "reproduced", "not reproduced" or "not tested"
+  /// "reproduced", "not reproduced", "not tested", or "inconclusive" (a synthetic-data finding
+  /// that holds on a generator flagged for memorization)
+  std::string verdict;
   std::string evidence;  ///< the numbers that decided it, or why it was not tested
 };
 
@@ -228,6 +230,9 @@ struct Analysis {
   std::vector<Curve> curves;              ///< per regime at the base point
   std::vector<DownstreamRow> downstream;  ///< per regime
   int64_t duplicate_runs = 0;  ///< runs that repeat an aggregate's seed (e.g. a point on two paths)
+  /// Generators that runs trained on and whose check suspects memorization, each as
+  /// "`key` (x of samples within the copy threshold vs y of held-out images)".
+  std::vector<std::string> memorized_generators;
 
   /// The aggregate of `regime` at the base point, purpose main.
   const Aggregate* at_base(const std::string& regime) const;

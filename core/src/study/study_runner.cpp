@@ -423,7 +423,8 @@ class StudyRunner {
         std::fflush(stdout);
         run_child(options_.executable,
                   {"generator", "check", g.pool.string(), "--data", config_file.string(), "--n",
-                   std::to_string(std::min(plan_.settings.check_samples, g.pool_images)), "--out", check_dir.string()},
+                   std::to_string(std::min(plan_.settings.check_samples, g.pool_images)), "--out", check_dir.string(),
+                   "--features-cache", (generators_root() / "feature-nets").string()},
                   log, "checking generator " + key, cpus);
       }
       g.check = read_text(check_dir / "check.json");

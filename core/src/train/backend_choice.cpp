@@ -2,10 +2,6 @@
 // fastest on this machine, measured once and kept in the cache folder.
 #include <vaelab/train/backend_choice.hpp>
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -20,6 +16,7 @@
 #include <vaelab/build_info.h>
 #include <vaelab/cpu.hpp>
 #include <vaelab/error.hpp>
+#include <vaelab/io/file_lock.hpp>
 #include <vaelab/io/run_store.hpp>
 #include <vaelab/likelihood.hpp>
 #include <vaelab/log.hpp>
@@ -71,26 +68,6 @@ double measure_training(const Registry& registry, const std::string& backend_nam
   std::sort(seconds.begin(), seconds.end());
   return static_cast<double>(kBatch) / std::max(seconds[seconds.size() / 2], 1e-9);
 }
-
-/// An exclusive lock on a file for the lifetime of the object (nothing when it cannot be had).
-class FileLock {
- public:
-  explicit FileLock(const fs::path& file) : fd_(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
-    if (fd_ >= 0 && ::flock(fd_, LOCK_EX) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~FileLock() {
-    if (fd_ >= 0) ::close(fd_);  // closing releases the lock
-  }
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-  bool held() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
 
 /// The cache's entries; empty (with a warning naming the file) when it is there but unreadable.
 nlohmann::json read_cache(const fs::path& file) {

@@ -2,15 +2,17 @@
 // Checks of a generator's samples against the data it was fitted to, for `vaelab generator check`
 // and for study reports: (a) memorization, by nearest-neighbour distances to the training set,
 // measured against held-out test images; (b) a classifier two-sample test (C2ST): can a small
-// classifier tell real training images from samples? Part of vaelab::core.
+// classifier tell real training images from samples? (c) the Fréchet distance between samples
+// and held-out images in a feature network's features (gen/frechet.hpp). Part of vaelab::core.
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include <vaelab/data_source.hpp>
+#include <vaelab/gen/frechet.hpp>
 
 namespace vaelab {
 
@@ -21,9 +23,11 @@ struct GeneratorCheckOptions {
   /// The copy threshold is this quantile of the test-to-train distances: by construction this
   /// fraction of held-out real images is that close to a training image.
   double copy_quantile = 0.01;
-  /// Memorization is suspected when more than this fraction of samples is within the threshold
-  /// (5× what held-out real images give).
-  double memorization_alarm_fraction = 0.05;
+  /// Memorization is suspected when samples fall within the threshold more often than held-out
+  /// images do: at least this many times their rate, and significantly so (next option).
+  double memorization_excess = 2.0;
+  /// ... with a one-sided binomial p-value below this against the held-out images' rate.
+  double memorization_p_value = 0.01;
   int64_t c2st_hidden = 256;  ///< width of the C2ST classifier's two hidden layers
   int64_t c2st_epochs = 30;   ///< passes over the classifier's training half
   int64_t c2st_batch = 128;
@@ -42,9 +46,20 @@ struct MemorizationCheck {
   DistanceSummary test_to_train;
   double threshold_l2 = 0;             ///< options.copy_quantile of the test-to-train distances
   double samples_within_fraction = 0;  ///< samples at most threshold_l2 from a training image
-  int64_t exact_copies = 0;            ///< samples equal to a training image, byte for byte
-  bool suspected = false;  ///< samples_within_fraction > options.memorization_alarm_fraction
+  double test_within_fraction = 0;  ///< held-out images that close (options.copy_quantile, or more on ties)
+  /// One-sided binomial p-value of at least that many samples within the threshold, were each
+  /// sample as likely to be there as a held-out image.
+  double samples_within_p_value = 1;
+  int64_t exact_copies = 0;       ///< samples equal to a training image, byte for byte
+  int64_t test_exact_copies = 0;  ///< held-out images equal to a training image (duplicates in the data)
+  /// Samples fall within the threshold more often than held-out images do:
+  /// samples_within_fraction >= options.memorization_excess × test_within_fraction and
+  /// samples_within_p_value < options.memorization_p_value.
+  bool suspected = false;
 };
+
+/// P(X >= k) for X ~ Binomial(n, p), summed in log space (exact up to rounding).
+double binomial_upper_tail(int64_t k, int64_t n, double p);
 
 /// (b) The classifier two-sample test.
 struct C2stResult {
@@ -56,12 +71,25 @@ struct C2stResult {
   std::string classifier;       ///< e.g. "MLP 1024-256-256-1, 30 epochs of Adam (lr 0.001)"
 };
 
+/// (c) The Fréchet distance in a feature network's features.
+struct FrechetCheck {
+  bool measured = false;
+  std::string missing;  ///< why it was not measured (no feature network, unlabelled data, ...)
+  double distance = 0;  ///< samples against held-out test images
+  /// Training images (as many as samples, at most all) against the same held-out images: what
+  /// real images score at this sample size, the floor a perfect generator would reach.
+  double real_reference = 0;
+  int64_t samples = 0, held_out = 0, reference_images = 0, dims = 0;
+  nlohmann::json feature_net;  ///< FeatureNet::info()
+};
+
 struct GeneratorCheck {
   int64_t samples = 0;
   int64_t train_images = 0;
   int64_t channels = 0, height = 0, width = 0;
   MemorizationCheck memorization;
   C2stResult c2st;
+  FrechetCheck frechet;
   GeneratorCheckOptions options;
   double seconds = 0;
 };
@@ -85,10 +113,17 @@ MemorizationCheck memorization_check(const ImageSet& samples, const ImageSet& tr
 C2stResult classifier_two_sample_test(const ImageSet& real, const ImageSet& synthetic,
                                       const GeneratorCheckOptions& options);
 
-/// Both checks. The shapes of samples, train and test must agree; at least 4 samples and 4
-/// training images are needed. Throws vaelab::Error otherwise.
+/// (c) over `samples`, up to options.test_images held-out images (the memorization check's) and as
+/// many training images as samples.
+FrechetCheck frechet_check(const ImageSet& samples, const ImageSet& train, const ImageSet& test,
+                           const FeatureNet& features, const GeneratorCheckOptions& options);
+
+/// All checks; (c) only with a feature network (else frechet.missing says so). The shapes of
+/// samples, train and test must agree; at least 4 samples and 4 training images are needed.
+/// Throws vaelab::Error otherwise.
 GeneratorCheck check_generator(const ImageSet& samples, const ImageSet& train, const ImageSet& test,
-                               const GeneratorCheckOptions& options = {});
+                               const GeneratorCheckOptions& options = {},
+                               const FeatureNet* features = nullptr);
 
 /// The numbers as one JSON object (the keys of check.json, documented in `vaelab generator check`).
 nlohmann::json to_json(const GeneratorCheck& check);
