@@ -137,8 +137,15 @@ seed = [0, 1]
   for (const auto& g : gens) {
     CHECK(g[0] == "done");
     CHECK(std::stoll(g[1]) > 0);
-    CHECK(json::parse(g[2]).is_object());
+    const json check = json::parse(g[2]);
+    REQUIRE(check.is_object());
+    CHECK(check["frechet_distance"].is_number());
   }
+  // One feature network for the Fréchet distances of both checks, kept with the generators.
+  int feature_nets = 0;
+  for (const auto& e : fs::directory_iterator(out / "generators" / "feature-nets"))
+    feature_nets += e.path().extension() == ".pt";
+  CHECK(feature_nets == 1);
   // Every run's metric series is in the database, one point per epoch.
   for (const auto& row : query(db, "SELECT id, (SELECT count(*) FROM metrics m WHERE m.run_id = runs.id) FROM runs")) {
     CHECK(row[1] == "3");

@@ -22,10 +22,10 @@ struct FeatureNetOptions {
   uint64_t seed = 0;                 ///< training subset, initialisation and batch order
   int64_t hidden = 512;              ///< width of the first hidden layer
   int64_t features = 128;            ///< width of the second: the features
-  int64_t epochs = 5;                ///< passes of Adam over the training images
+  int64_t epochs = 8;                ///< passes of Adam over the training images
   int64_t batch = 128;
   double lr = 1e-3;                  ///< Adam learning rate
-  int64_t max_train_images = 20000;  ///< a seeded subset of a larger training split
+  int64_t max_train_images = 60000;  ///< a seeded subset of a larger training split
   int64_t max_test_images = 10000;   ///< a seeded subset of the test split scores the accuracy
 };
 
