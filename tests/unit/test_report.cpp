@@ -753,3 +753,35 @@ TEST_CASE("report with a Gaussian likelihood has no compressed columns", "[repor
   const std::string text = read_text(vaelab::write_report(tmp.path()));
   CHECK_THAT(text, !Catch::Contains("compressed bits/dim") && !Catch::Contains("Δ bits/dim"));
 }
+
+TEST_CASE("report: how each test-ELBO curve ends (last 20 % of the epochs)", "[report]") {
+  TempDir tmp;
+  {
+    StudyDb db(tmp.path(), kAxes, kBase);
+    // normal: saturates (−100 → −80 with a time constant of 10 epochs); synthetic: still rising
+    // by 1 nat per 10 epochs; augment-naive: peaks at epoch 50 and falls 0.5 nats per 10 epochs.
+    const std::string normal = db.run({"normal", 0, {{"model.config.latent", 8}}, summary(-80, -70, 1, 1e6), 100.0});
+    const std::string synthetic =
+        db.run({"synthetic", 0, {{"model.config.latent", 8}}, summary(-90, -85, 1, 1e6), 100.0});
+    const std::string naive =
+        db.run({"augment-naive", 0, {{"model.config.latent", 8}}, summary(-95, -85, 1, 1e6), 100.0});
+    for (int e = 0; e <= 100; e += 10) {
+      db.metric(normal, e, -70, -100 + 20 * (1 - std::exp(-e / 10.0)));
+      db.metric(synthetic, e, -85, -100 + 0.1 * e);
+      db.metric(naive, e, -85, e <= 50 ? -100 + 0.2 * e : -90 - 0.05 * (e - 50));
+    }
+  }
+  const json report = vaelab::report_json(tmp.path());
+  std::map<std::string, json> curves;
+  for (const auto& c : report["curves"]) curves[c["regime"].get<std::string>()] = c;
+  // The window is epochs 80–100; a straight line's change over it is exact.
+  CHECK(curves["synthetic"]["test_elbo_trend"] == "rising");
+  CHECK(curves["synthetic"]["test_elbo_tail_from_epoch"] == 80);
+  CHECK(curves["synthetic"]["test_elbo_tail_change_nats"].get<double>() == Approx(2.0));
+  CHECK(curves["synthetic"]["test_elbo_range_nats"].get<double>() == Approx(10.0));
+  CHECK(curves["augment-naive"]["test_elbo_trend"] == "falling");
+  CHECK(curves["augment-naive"]["test_elbo_tail_change_nats"].get<double>() == Approx(-1.0));
+  CHECK(curves["normal"]["test_elbo_trend"] == "flat");  // 20·(e^−8 − e^−10) ≈ 0.006 of a 20-nat range
+  const std::string text = read_text(vaelab::write_report(tmp.path()));
+  CHECK(md_row(text, "## Train and test ELBO", "synthetic")[6] == "+2.00 since epoch 80 (rising)");
+}

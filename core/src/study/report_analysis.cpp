@@ -646,6 +646,41 @@ std::vector<Finding> check_findings(const Analysis& an) {
 
 // ---- Curves and downstream metrics ---------------------------------------------------------
 
+/// Fills c.tail_change, c.range and c.trend from the test-ELBO points (Curve's comment).
+void end_of_curve(Curve& c) {
+  std::vector<std::pair<double, double>> points;  // (epoch, mean test ELBO)
+  for (size_t i = 0; i < c.epochs.size(); ++i) {
+    if (c.elbo_test_nats[i]) points.emplace_back(static_cast<double>(c.epochs[i]), *c.elbo_test_nats[i]);
+  }
+  if (points.size() < 2) return;
+  const double last = points.back().first, first = points.front().first;
+  const double from = last - 0.2 * (last - first);
+  size_t start = points.size() - 2;
+  while (start > 0 && points[start - 1].first >= from) --start;
+  double mx = 0, my = 0;
+  const auto n = static_cast<double>(points.size() - start);
+  for (size_t i = start; i < points.size(); ++i) {
+    mx += points[i].first / n;
+    my += points[i].second / n;
+  }
+  double sxy = 0, sxx = 0;
+  for (size_t i = start; i < points.size(); ++i) {
+    sxy += (points[i].first - mx) * (points[i].second - my);
+    sxx += (points[i].first - mx) * (points[i].first - mx);
+  }
+  c.tail_from_epoch = static_cast<int64_t>(points[start].first);
+  c.tail_change = sxy / sxx * (last - points[start].first);
+  double lo = points.front().second, hi = lo;
+  for (const auto& p : points) {
+    lo = std::min(lo, p.second);
+    hi = std::max(hi, p.second);
+  }
+  c.range = hi - lo;
+  c.trend = std::abs(*c.tail_change) <= 0.05 * *c.range ? "flat"
+            : *c.tail_change > 0                          ? "rising"
+                                                          : "falling";
+}
+
 Curve curve_of(const StudyRecord& study, const Aggregate& a) {
   Curve c;
   c.regime = a.regime;
@@ -673,6 +708,7 @@ Curve curve_of(const StudyRecord& study, const Aggregate& a) {
     c.elbo_train_nats.push_back(mean(slot.first));
     c.elbo_test_nats.push_back(mean(slot.second));
   }
+  end_of_curve(c);
   return c;
 }
 

@@ -194,6 +194,13 @@ struct Curve {
   std::vector<int64_t> epochs;
   std::vector<std::optional<double>> elbo_train_nats;
   std::vector<std::optional<double>> elbo_test_nats;
+  /// The end of the test-ELBO curve, over the points in the last 20 % of its epochs (at least the
+  /// last two points): the least-squares slope times the window's length in epochs, and the
+  /// curve's range (max − min over all points). Absent with fewer than two test points.
+  std::optional<double> tail_change, range;
+  int64_t tail_from_epoch = 0;
+  /// "rising" / "falling" when |tail_change| > 5 % of range, else "flat"; "" when absent.
+  std::string trend;
 };
 
 /// Downstream metrics of one regime at the base point.
