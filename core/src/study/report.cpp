@@ -248,8 +248,8 @@ void curve_section(Document& doc, Context& cx) {
   doc.paragraph(
       "The paper's Figs. 2, 10 and 11: means over seeds at each evaluation point (the `metrics` "
       "table). The last point of each regime, and how the test ELBO ends: its least-squares "
-      "change over the last 20 % of the epochs, *rising* or *falling* when that is more than 5 % "
-      "of the curve's whole range, else *flat*. A curve still rising at the end has not "
+      "change over the last 20 % of the epochs, *rising* or *falling* when that is more than 10 % "
+      "of the range of its second half (and more than 0.25 % of its last value), else *flat*. A curve still rising at the end has not "
       "converged: a longer horizon would move its numbers.");
   doc.table({"regime", "runs", "points", "last epoch", "train ELBO", "test ELBO",
              "test ELBO, last 20 %"},

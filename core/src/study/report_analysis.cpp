@@ -646,7 +646,7 @@ std::vector<Finding> check_findings(const Analysis& an) {
 
 // ---- Curves and downstream metrics ---------------------------------------------------------
 
-/// Fills c.tail_change, c.range and c.trend from the test-ELBO points (Curve's comment).
+/// Fills c.tail_change, c.late_range and c.trend from the test-ELBO points (Curve's comment).
 void end_of_curve(Curve& c) {
   std::vector<std::pair<double, double>> points;  // (epoch, mean test ELBO)
   for (size_t i = 0; i < c.epochs.size(); ++i) {
@@ -670,15 +670,18 @@ void end_of_curve(Curve& c) {
   }
   c.tail_from_epoch = static_cast<int64_t>(points[start].first);
   c.tail_change = sxy / sxx * (last - points[start].first);
-  double lo = points.front().second, hi = lo;
+  const double middle = first + 0.5 * (last - first);
+  double lo = points.back().second, hi = lo;
   for (const auto& p : points) {
+    if (p.first < middle) continue;
     lo = std::min(lo, p.second);
     hi = std::max(hi, p.second);
   }
-  c.range = hi - lo;
-  c.trend = std::abs(*c.tail_change) <= 0.05 * *c.range ? "flat"
-            : *c.tail_change > 0                          ? "rising"
-                                                          : "falling";
+  c.late_range = hi - lo;
+  const double threshold = std::max(0.1 * *c.late_range, 0.0025 * std::abs(points.back().second));
+  c.trend = std::abs(*c.tail_change) <= threshold ? "flat"
+            : *c.tail_change > 0                  ? "rising"
+                                                  : "falling";
 }
 
 Curve curve_of(const StudyRecord& study, const Aggregate& a) {

@@ -141,7 +141,7 @@ json to_json(const StudyRecord& study, const Analysis& an) {
                       {"elbo_test_nats", test},
                       {"test_elbo_tail_from_epoch", c.tail_change ? json(c.tail_from_epoch) : json()},
                       {"test_elbo_tail_change_nats", optional_number(c.tail_change)},
-                      {"test_elbo_range_nats", optional_number(c.range)},
+                      {"test_elbo_second_half_range_nats", optional_number(c.late_range)},
                       {"test_elbo_trend", c.trend.empty() ? json() : json(c.trend)}});
   }
   out["curves"] = curves;

@@ -195,11 +195,13 @@ struct Curve {
   std::vector<std::optional<double>> elbo_train_nats;
   std::vector<std::optional<double>> elbo_test_nats;
   /// The end of the test-ELBO curve, over the points in the last 20 % of its epochs (at least the
-  /// last two points): the least-squares slope times the window's length in epochs, and the
-  /// curve's range (max − min over all points). Absent with fewer than two test points.
-  std::optional<double> tail_change, range;
+  /// last two points): the least-squares slope times the window's length in epochs; and the
+  /// range (max − min) of the points in the second half of the epochs. Absent with fewer than two
+  /// test points.
+  std::optional<double> tail_change, late_range;
   int64_t tail_from_epoch = 0;
-  /// "rising" / "falling" when |tail_change| > 5 % of range, else "flat"; "" when absent.
+  /// "rising" / "falling" when |tail_change| > max(10 % of late_range, 0.25 % of |last test
+  /// ELBO|), else "flat"; "" when absent.
   std::string trend;
 };
 
