@@ -241,25 +241,41 @@ TEST_CASE("an image grid places images row by row with padding, and is written a
 
 // ---- The memorization rule's statistics ------------------------------------------------------
 
-TEST_CASE("binomial upper tail: exact small cases, a pmf that sums to 1, the edges", "[check]") {
-  const auto pmf = [](int64_t k, int64_t n, double p) {
-    double c = 1;
-    for (int64_t i = 0; i < k; ++i) c = c * static_cast<double>(n - i) / static_cast<double>(i + 1);
-    return c * std::pow(p, static_cast<double>(k)) * std::pow(1 - p, static_cast<double>(n - k));
-  };
-  double tail = 0;
-  for (int64_t k = 10; k >= 0; --k) {
-    tail += pmf(k, 10, 0.3);
-    INFO("k = " << k);
-    REQUIRE(vaelab::binomial_upper_tail(k, 10, 0.3) == Approx(tail).epsilon(1e-12));
+TEST_CASE("copy excess p-value: the exact distribution of every interleaving, the edges",
+          "[check]") {
+  // Brute force: every way to interleave 3 samples with 5 held-out images is equally likely;
+  // J = samples before the (k + 1)-th held-out image. The tail must match the count.
+  const int n1 = 3, n2 = 5;
+  for (int k = 0; k < n2; ++k) {
+    std::vector<int> at_least(n1 + 2, 0);
+    int arrangements = 0;
+    for (int mask = 0; mask < (1 << (n1 + n2)); ++mask) {
+      if (__builtin_popcount(static_cast<unsigned>(mask)) != n1) continue;  // bit set = a sample
+      ++arrangements;
+      int held_seen = 0, j = 0;
+      for (int pos = 0; pos < n1 + n2 && held_seen <= k; ++pos) {
+        if (mask & (1 << pos)) {
+          ++j;
+        } else {
+          ++held_seen;
+        }
+      }
+      for (int t = 0; t <= j; ++t) ++at_least[t];
+    }
+    REQUIRE(arrangements == 56);  // C(8, 3)
+    for (int w = 1; w <= n1; ++w) {
+      INFO("k = " << k << ", within = " << w);
+      REQUIRE(vaelab::copy_excess_p_value(w, n1, k, n2) ==
+              Approx(static_cast<double>(at_least[w]) / arrangements).epsilon(1e-12));
+    }
   }
-  REQUIRE(tail == Approx(1.0).epsilon(1e-14));  // the pmf sums to 1 over 0..n
-  REQUIRE(vaelab::binomial_upper_tail(0, 50, 0.2) == 1.0);
-  REQUIRE(vaelab::binomial_upper_tail(51, 50, 0.2) == 0.0);
-  REQUIRE(vaelab::binomial_upper_tail(3, 50, 0.0) == 0.0);
-  // Large n: 20 of 1000 at rate 1 % (mean 10, sd ~3.1) is rare, 12 is not.
-  REQUIRE(vaelab::binomial_upper_tail(20, 1000, 0.01) < 0.01);
-  REQUIRE(vaelab::binomial_upper_tail(12, 1000, 0.01) > 0.2);
+  REQUIRE(vaelab::copy_excess_p_value(0, 50, 1, 100) == 1.0);
+  REQUIRE(vaelab::copy_excess_p_value(51, 50, 1, 100) == 0.0);
+  REQUIRE(vaelab::copy_excess_p_value(5, 50, 100, 100) == 1.0);  // threshold above every held-out image
+  // 1,000 samples against 1,000 held-out images with 10 within: 20 within is not rare once the
+  // threshold's own noise counts (a binomial test at 1 % would give p ≈ 0.003), 40 is.
+  REQUIRE(vaelab::copy_excess_p_value(20, 1000, 10, 1000) > 0.01);
+  REQUIRE(vaelab::copy_excess_p_value(40, 1000, 10, 1000) < 1e-4);
 }
 
 TEST_CASE("memorization: samples as close as held-out images are not flagged, a few copies are",

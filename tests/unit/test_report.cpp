@@ -602,6 +602,26 @@ TEST_CASE("report: no synthetic-data finding is reproduced on a generator flagge
   CHECK_THAT(text, Catch::Contains("**inconclusive** — Training on synthetic data raises"));
 }
 
+TEST_CASE("report: a flagged generator that trained only anomaly runs leaves the findings alone",
+          "[report]") {
+  TempDir tmp;
+  {
+    StudyDb db(tmp.path(), kAxes, kBase);
+    levers_study(db);
+    db.generator("g2", 30, 6, {{"memorization_suspected", true}});
+    RunSpec r{"synthetic", 0, {{"model.config.latent", 8}}, summary(-90, -85, 4, 1e6), 100.0};
+    r.generator = "g2";
+    r.purpose = "anomaly";
+    db.run(r);
+  }
+  const json report = vaelab::report_json(tmp.path());
+  for (const auto& f : report["findings"]) {
+    if (f["claim"].get<std::string>().rfind("Training on synthetic data raises the test ELBO", 0) == 0)
+      CHECK(f["verdict"] == "reproduced");
+  }
+  CHECK_THAT(report["conclusion"].get<std::string>(), !Catch::Contains("suspect"));
+}
+
 TEST_CASE("write_report writes md, self-contained html, plot scripts and data", "[report]") {
   TempDir tmp;
   {

@@ -177,21 +177,23 @@ std::vector<double> nearest_neighbour_l2(const ImageSet& queries, const ImageSet
   return out;
 }
 
-double binomial_upper_tail(int64_t k, int64_t n, double p) {
-  if (k <= 0) return 1.0;
-  if (k > n) return 0.0;
-  if (p <= 0) return 0.0;
-  if (p >= 1) return 1.0;
-  const double log_n = std::lgamma(static_cast<double>(n) + 1);
-  const double log_p = std::log(p), log_q = std::log1p(-p);
-  // Terms rise to the mode and fall after it; sum them scaled by the largest.
+double copy_excess_p_value(int64_t within, int64_t samples, int64_t held_within,
+                           int64_t held_out) {
+  const int64_t m = held_within + 1;
+  if (within <= 0 || m > held_out) return 1.0;  // every sample may lie below the threshold
+  if (within > samples) return 0.0;
+  const auto log_choose = [](int64_t n, int64_t k) {
+    return std::lgamma(static_cast<double>(n) + 1) - std::lgamma(static_cast<double>(k) + 1) -
+           std::lgamma(static_cast<double>(n - k) + 1);
+  };
+  const double total = log_choose(samples + held_out, samples);
   std::vector<double> logs;
-  logs.reserve(static_cast<size_t>(n - k + 1));
-  for (int64_t i = k; i <= n; ++i) {
-    const auto x = static_cast<double>(i);
-    logs.push_back(log_n - std::lgamma(x + 1) - std::lgamma(static_cast<double>(n - i) + 1) +
-                   x * log_p + static_cast<double>(n - i) * log_q);
+  logs.reserve(static_cast<size_t>(samples - within + 1));
+  for (int64_t j = within; j <= samples; ++j) {
+    logs.push_back(log_choose(j + m - 1, j) +
+                   log_choose(samples - j + held_out - m, samples - j) - total);
   }
+  // The terms rise to the mode and fall after it; sum them scaled by the largest.
   const double top = *std::max_element(logs.begin(), logs.end());
   double sum = 0;
   for (const double l : logs) sum += std::exp(l - top);
@@ -243,7 +245,8 @@ MemorizationCheck memorization_check(const ImageSet& samples, const ImageSet& tr
   const auto n = static_cast<int64_t>(sample_d.size());
   m.samples_within_fraction = n == 0 ? 0.0 : static_cast<double>(within) / static_cast<double>(n);
   m.test_within_fraction = static_cast<double>(test_within) / static_cast<double>(test_d.size());
-  m.samples_within_p_value = binomial_upper_tail(within, n, m.test_within_fraction);
+  m.samples_within_p_value =
+      copy_excess_p_value(within, n, test_within, static_cast<int64_t>(test_d.size()));
   m.suspected = n > 0 &&
                 m.samples_within_fraction >= options.memorization_excess * m.test_within_fraction &&
                 m.samples_within_p_value < options.memorization_p_value;
@@ -419,7 +422,7 @@ std::string to_markdown(const GeneratorCheck& c, const std::string& title,
      << fixed(m.threshold_l2, 3) << " of a training image, against "
      << fixed(100 * m.test_within_fraction, 1)
      << " % of held-out test images (the threshold is their "
-     << fixed(100 * c.options.copy_quantile, 1) << " % quantile); one-sided binomial p = "
+     << fixed(100 * c.options.copy_quantile, 1) << " % quantile); one-sided p = "
      << fixed(m.samples_within_p_value, 4) << ". " << m.exact_copies
      << " samples are exact copies of training images (" << m.test_exact_copies
      << " held-out images are). ";

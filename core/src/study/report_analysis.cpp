@@ -830,14 +830,15 @@ const Aggregate* Analysis::at_base(const std::string& regime) const {
 
 namespace {
 
-/// Generators that trained at least one run and whose check.json suspects memorization.
+/// Generators that trained at least one main run (the runs the findings are decided on) and whose
+/// check.json suspects memorization. A generator of anomaly runs alone does not count.
 std::vector<std::string> memorized_generators(const StudyRecord& study) {
   std::vector<std::string> out;
   for (const GeneratorRecord& g : study.generators) {
     const json& c = g.check;
     if (!c.is_object() || !c.value("memorization_suspected", false)) continue;
     const bool used = std::any_of(study.runs.begin(), study.runs.end(), [&](const RunRecord& r) {
-      return r.generator_key && *r.generator_key == g.key;
+      return r.purpose == "main" && r.generator_key && *r.generator_key == g.key;
     });
     if (!used) continue;
     std::string text = "`" + g.key + "`";

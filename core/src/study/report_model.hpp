@@ -239,7 +239,7 @@ struct Analysis {
   std::vector<Curve> curves;              ///< per regime at the base point
   std::vector<DownstreamRow> downstream;  ///< per regime
   int64_t duplicate_runs = 0;  ///< runs that repeat an aggregate's seed (e.g. a point on two paths)
-  /// Generators that runs trained on and whose check suspects memorization, each as
+  /// Generators that main runs trained on and whose check suspects memorization, each as
   /// "`key` (x of samples within the copy threshold vs y of held-out images)".
   std::vector<std::string> memorized_generators;
 

@@ -26,7 +26,7 @@ struct GeneratorCheckOptions {
   /// Memorization is suspected when samples fall within the threshold more often than held-out
   /// images do: at least this many times their rate, and significantly so (next option).
   double memorization_excess = 2.0;
-  /// ... with a one-sided binomial p-value below this against the held-out images' rate.
+  /// ... with a one-sided p-value (copy_excess_p_value()) below this.
   double memorization_p_value = 0.01;
   int64_t c2st_hidden = 256;  ///< width of the C2ST classifier's two hidden layers
   int64_t c2st_epochs = 30;   ///< passes over the classifier's training half
@@ -47,8 +47,8 @@ struct MemorizationCheck {
   double threshold_l2 = 0;             ///< options.copy_quantile of the test-to-train distances
   double samples_within_fraction = 0;  ///< samples at most threshold_l2 from a training image
   double test_within_fraction = 0;  ///< held-out images that close (options.copy_quantile, or more on ties)
-  /// One-sided binomial p-value of at least that many samples within the threshold, were each
-  /// sample as likely to be there as a held-out image.
+  /// One-sided p-value of at least that many samples within the threshold, were samples as close
+  /// to the training set as held-out images are (copy_excess_p_value()).
   double samples_within_p_value = 1;
   int64_t exact_copies = 0;       ///< samples equal to a training image, byte for byte
   int64_t test_exact_copies = 0;  ///< held-out images equal to a training image (duplicates in the data)
@@ -58,8 +58,14 @@ struct MemorizationCheck {
   bool suspected = false;
 };
 
-/// P(X >= k) for X ~ Binomial(n, p), summed in log space (exact up to rounding).
-double binomial_upper_tail(int64_t k, int64_t n, double p);
+/// The exact one-sided test of the memorization check. `held_within` of `held_out` held-out images
+/// lie within the copy threshold, which is their own quantile. Were the `samples` exchangeable with
+/// them (as close to the training set), the number J of samples closer than the
+/// (held_within + 1)-th nearest held-out image would follow
+///   P(J = j) = C(j + m − 1, j) · C(samples − j + held_out − m, samples − j) / C(samples + held_out, samples),
+/// m = held_within + 1 (the interleavings of the two sorted lists). Returns P(J >= within), summed
+/// in log space. Unlike a binomial test at the held-out rate, it counts the threshold's own noise.
+double copy_excess_p_value(int64_t within, int64_t samples, int64_t held_within, int64_t held_out);
 
 /// (b) The classifier two-sample test.
 struct C2stResult {
