@@ -334,17 +334,13 @@ int generator_sample(const std::string& gen_dir, int64_t n, uint64_t seed, const
 }
 
 /// The dataset's feature network for the Fréchet distance, trained on the source's whole
-/// training split (not the run's subset); empty, with the reason in `missing`, when it cannot be
-/// had (unlabelled or continuous data).
-FeatureNet feature_net_for(const RunConfig& data_run, const GeneratorCheckArgs& args,
-                           std::string& missing) {
+/// training split `full` (not the run's subset); empty, with the reason in `missing`, when it
+/// cannot be had (unlabelled or continuous data).
+FeatureNet feature_net_for(const Dataset& full, const GeneratorCheckArgs& args, std::string& missing) {
   if (args.no_frechet) {
     missing = "skipped (--no-frechet)";
     return {};
   }
-  PluginPtr<DataSource> source = data_run.registry().create<DataSource>(
-      data_run.plugin("data"), data_run.plugin_config("data"));
-  const Dataset full = source->open();
   fs::path cache = args.features_cache;
   if (cache.empty()) {
     const fs::path user = vaelab_cache_dir();
@@ -424,15 +420,20 @@ int generator_check(const GeneratorCheckArgs& args) {
     throw Error(target + ": no such pool file or generator folder");
   }
 
-  OpenedData data = open_dataset(data_run);
+  // The data is read once: the whole splits train the feature network, the configured subsets
+  // are what the samples are checked against.
+  PluginPtr<DataSource> data_source =
+      data_run.registry().create<DataSource>(data_run.plugin("data"), data_run.plugin_config("data"));
+  Dataset full = data_source->open();
+  std::string frechet_missing;
+  const FeatureNet features = feature_net_for(full, args, frechet_missing);
+  OpenedData data = select_dataset(data_run, std::move(data_source), std::move(full));
   context.push_back("data `" + data_config + "`: " + data.dataset.name + ", " +
                     std::to_string(data.dataset.train.count) + " training and " +
                     std::to_string(data.dataset.test.count) + " test images of " +
                     shape_text(data.dataset.train));
   GeneratorCheckOptions options;
   options.seed = seed;
-  std::string frechet_missing;
-  const FeatureNet features = feature_net_for(data_run, args, frechet_missing);
   GeneratorCheck check =
       check_generator(samples, data.dataset.train, data.dataset.test, options, &features);
   if (!check.frechet.measured && !frechet_missing.empty()) check.frechet.missing = frechet_missing;

@@ -13,6 +13,7 @@
 
 #include <vaelab/error.hpp>
 #include <vaelab/torch_shim.hpp>
+#include <vaelab/train/session.hpp>
 
 #include "mlp_classifier.hpp"
 
@@ -21,10 +22,7 @@ namespace vaelab {
 namespace gen_detail {
 
 torch::Tensor to_rows(const ImageSet& images) {
-  return torch::from_blob(const_cast<uint8_t*>(images.pixels.data()),
-                          {images.count, images.image_bytes()}, torch::kUInt8)
-      .to(torch::kFloat32)
-      .div_(255.0);
+  return to_float_images(images, "none").flatten(1);
 }
 
 torch::nn::Sequential make_mlp(const std::vector<int64_t>& widths, at::Generator& gen) {

@@ -16,6 +16,7 @@
 #include <vaelab/io/file_lock.hpp>
 #include <vaelab/log.hpp>
 #include <vaelab/torch_shim.hpp>
+#include <vaelab/train/session.hpp>
 
 #include "mlp_classifier.hpp"
 
@@ -28,6 +29,11 @@ namespace {
 /// then neither found nor read.
 constexpr int kFormat = 1;
 constexpr const char* kKind = "vaelab feature network";
+constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ULL;
+
+/// One FNV-1a step: the hash of the cache keys.
+uint64_t fnv_step(uint64_t hash, uint64_t value) { return (hash ^ value) * 0x100000001b3ULL; }
+
 /// Images pushed through the network at once when computing features.
 constexpr int64_t kFeatureBatch = 4096;
 
@@ -277,14 +283,9 @@ std::vector<double> FeatureNet::features(const ImageSet& images) const {
   torch::NoGradGuard no_grad;
   const int64_t dims = this->dims();
   std::vector<double> out(static_cast<size_t>(images.count * dims));
-  const int64_t bytes = images.image_bytes();
   for (int64_t first = 0; first < images.count; first += kFeatureBatch) {
     const int64_t n = std::min(kFeatureBatch, images.count - first);
-    const torch::Tensor x =
-        torch::from_blob(const_cast<uint8_t*>(images.pixels.data()) + first * bytes, {n, bytes},
-                         torch::kUInt8)
-            .to(torch::kFloat32)
-            .div_(255.0);
+    const torch::Tensor x = to_float_range(images, first, n, "none").flatten(1);
     const torch::Tensor f = impl_->features(x).to(torch::kFloat64).contiguous();
     std::copy_n(f.data_ptr<double>(), n * dims, out.begin() + first * dims);
   }
@@ -302,22 +303,18 @@ const nlohmann::json& FeatureNet::info() const {
 
 uint64_t image_set_hash(const ImageSet& images) {
   // FNV-1a over 8-byte words (then the tail), the shape and the labels.
-  uint64_t h = 0xcbf29ce484222325ULL;
-  const auto mix = [&h](uint64_t v) {
-    h ^= v;
-    h *= 0x100000001b3ULL;
-  };
+  uint64_t h = kFnvBasis;
   for (const int64_t v : {images.count, images.channels, images.height, images.width}) {
-    mix(static_cast<uint64_t>(v));
+    h = fnv_step(h, static_cast<uint64_t>(v));
   }
   const size_t words = images.pixels.size() / 8;
   for (size_t i = 0; i < words; ++i) {
     uint64_t w;
     std::memcpy(&w, images.pixels.data() + 8 * i, 8);
-    mix(w);
+    h = fnv_step(h, w);
   }
-  for (size_t i = 8 * words; i < images.pixels.size(); ++i) mix(images.pixels[i]);
-  for (const int64_t label : images.labels) mix(static_cast<uint64_t>(label));
+  for (size_t i = 8 * words; i < images.pixels.size(); ++i) h = fnv_step(h, images.pixels[i]);
+  for (const int64_t label : images.labels) h = fnv_step(h, static_cast<uint64_t>(label));
   return h;
 }
 
@@ -335,7 +332,7 @@ FeatureNet cached_feature_net(const fs::path& cache_dir, const std::string& data
                                std::to_string(options.batch) + " " + std::to_string(options.lr) +
                                " " + std::to_string(options.max_train_images) + " " +
                                std::to_string(options.max_test_images);
-  for (const char c : settings) key = (key ^ static_cast<uint8_t>(c)) * 0x100000001b3ULL;
+  for (const char c : settings) key = fnv_step(key, static_cast<uint8_t>(c));
   std::string safe = dataset;
   for (char& c : safe) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';

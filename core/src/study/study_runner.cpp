@@ -357,14 +357,16 @@ class StudyRunner {
     return jobs;
   }
 
-  /// A check.json of this vaelab: there, readable, and with the Fréchet distance's keys (a check
-  /// written before it had them is run again, which is cheap next to a fit).
-  static bool current_check(const fs::path& file) {
-    if (!fs::exists(file)) return false;
+  /// The text of a check.json of this vaelab; empty when it is missing, unreadable, or lacks the
+  /// Fréchet distance's keys (a check written before it had them is run again, which is cheap next
+  /// to a fit).
+  static std::string current_check(const fs::path& file) {
+    if (!fs::exists(file)) return {};
+    std::string text = read_text(file);
     try {
-      return json::parse(read_text(file)).contains("frechet_distance");
+      return json::parse(text).contains("frechet_distance") ? text : std::string();
     } catch (const json::exception&) {
-      return false;
+      return {};
     }
   }
 
@@ -429,7 +431,8 @@ class StudyRunner {
     }
     if (plan_.settings.check_samples > 0) {
       const fs::path check_dir = g.pool.string() + ".check";
-      if (!current_check(check_dir / "check.json")) {
+      g.check = current_check(check_dir / "check.json");
+      if (g.check.empty()) {
         std::printf("generator %s: checking samples against the data\n", key.c_str());
         std::fflush(stdout);
         run_child(options_.executable,
@@ -437,8 +440,8 @@ class StudyRunner {
                    std::to_string(std::min(plan_.settings.check_samples, g.pool_images)), "--out", check_dir.string(),
                    "--features-cache", (generators_root() / "feature-nets").string()},
                   log, "checking generator " + key, cpus);
+        g.check = read_text(check_dir / "check.json");
       }
-      g.check = read_text(check_dir / "check.json");
     }
     return g;
   }

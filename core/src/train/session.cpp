@@ -40,10 +40,17 @@ torch::Tensor to_float_images(const ImageSet& images, const std::string& binariz
 }
 
 OpenedData open_dataset(const RunConfig& config) {
+  PluginPtr<DataSource> source =
+      config.registry().create<DataSource>(config.plugin("data"), config.plugin_config("data"));
+  Dataset dataset = source->open();
+  return select_dataset(config, std::move(source), std::move(dataset));
+}
+
+OpenedData select_dataset(const RunConfig& config, PluginPtr<DataSource> source, Dataset dataset) {
   const ConfigTable data_cfg = config.section("data");
   OpenedData d;
-  d.source = config.registry().create<DataSource>(config.plugin("data"), config.plugin_config("data"));
-  d.dataset = d.source->open();
+  d.source = std::move(source);
+  d.dataset = std::move(dataset);
   const int64_t holdout = data_cfg.get_int_in("holdout_label", -1, INT64_MAX);
   if (holdout >= 0) {
     const ImageSet held_train = take_label(d.dataset.train, holdout);

@@ -53,6 +53,10 @@ struct OpenedData {
 };
 OpenedData open_dataset(const RunConfig& config);
 
+/// The same for a dataset already read from `source` (so a caller that also needs the whole
+/// splits reads the files once).
+OpenedData select_dataset(const RunConfig& config, PluginPtr<DataSource> source, Dataset dataset);
+
 /// What an evaluation point measures in this session.
 EvalData eval_data(const Session& session);
 
