@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <vaelab/error.hpp>
+#include <vaelab/torch_shim.hpp>
 
 namespace vaelab::plugins {
 namespace {
@@ -42,6 +43,22 @@ void zero_parameters(torch::nn::Module& module) {
 constexpr double kSqrtHalf = 0.70710678118654752440;
 
 }  // namespace
+
+void DenoiserNet::set_dropout(double rate) {
+  if (!(rate >= 0 && rate < 1)) {
+    throw Error("gen-diffusion: dropout must be in [0, 1), got " + std::to_string(rate));
+  }
+  dropout_->rate = rate;
+}
+
+torch::Tensor DenoiserNet::drop(const DropoutState& state, bool training, const torch::Tensor& h) {
+  if (!training || state.rate == 0) return h;
+  if (state.generator == nullptr) {
+    throw Error("gen-diffusion: dropout in training mode needs a generator (set_dropout_generator)");
+  }
+  const torch::Tensor keep = shim::rand(h.sizes(), h.options(), *state.generator) >= state.rate;
+  return h * keep.to(h.scalar_type()) * (1.0 / (1.0 - state.rate));
+}
 
 torch::Tensor fourier_features(const torch::Tensor& c_noise, int64_t dims) {
   const int64_t half = dims / 2;
@@ -91,7 +108,7 @@ torch::Tensor MlpDenoiser::forward(const torch::Tensor& x, const torch::Tensor& 
   torch::Tensor h = in_->forward(x.reshape({x.size(0), -1}));
   for (Block& b : blocks_) {
     torch::Tensor r = b.fc1->forward(torch::silu(b.norm->forward(h))) + b.condition->forward(e);
-    h = h + b.fc2->forward(torch::silu(r));
+    h = h + b.fc2->forward(drop(*dropout_, is_training(), torch::silu(r)));
   }
   return out_->forward(torch::silu(out_norm_->forward(h))).view(x.sizes());
 }
@@ -104,7 +121,9 @@ void MlpDenoiser::zero_output() { zero_parameters(*out_); }
 /// the skip path when the channel count changes; the sum scaled by √½.
 class UNetDenoiser::ResBlock final : public torch::nn::Module {
  public:
-  ResBlock(Backend& backend, int64_t in, int64_t out, int64_t embedding_dims) {
+  ResBlock(Backend& backend, int64_t in, int64_t out, int64_t embedding_dims,
+           std::shared_ptr<const DropoutState> dropout)
+      : dropout_(std::move(dropout)) {
     norm1_ = register_module("norm1", group_norm(in));
     conv1_ = register_module("conv1", conv(backend, in, out, 3, 1, 1));
     condition_ = register_module("condition", dense(backend, embedding_dims, out));
@@ -115,13 +134,14 @@ class UNetDenoiser::ResBlock final : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& e) {
     torch::Tensor h = conv1_->forward(torch::silu(norm1_->forward(x)));
     h = h + condition_->forward(e).unsqueeze(-1).unsqueeze(-1);
-    h = conv2_->forward(torch::silu(norm2_->forward(h)));
+    h = conv2_->forward(drop(*dropout_, is_training(), torch::silu(norm2_->forward(h))));
     return (h + (skip_ ? skip_->forward(x) : x)) * kSqrtHalf;
   }
 
  private:
   torch::nn::GroupNorm norm1_{nullptr}, norm2_{nullptr};
   std::shared_ptr<Layer> conv1_, condition_, conv2_, skip_;
+  std::shared_ptr<const DropoutState> dropout_;
 };
 
 /// Single-head self-attention over all positions, residual, scaled by √½.
@@ -149,7 +169,7 @@ class UNetDenoiser::Attention final : public torch::nn::Module {
 UNetDenoiser::Stage UNetDenoiser::make_stage(Backend& backend, const std::string& name, int64_t in,
                                              int64_t out, bool attend) {
   Stage stage;
-  stage.block = register_module(name, std::make_shared<ResBlock>(backend, in, out, options_.embedding_dims));
+  stage.block = register_module(name, std::make_shared<ResBlock>(backend, in, out, options_.embedding_dims, dropout_));
   if (attend) stage.attention = register_module(name + "_attention", std::make_shared<Attention>(backend, out));
   return stage;
 }

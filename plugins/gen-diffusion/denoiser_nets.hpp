@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/Generator.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/types.h>
@@ -15,9 +16,29 @@ namespace vaelab::plugins {
 
 /// The raw network F of EDM's D = c_skip·x + c_out·F(c_in·x, c_noise): maps a batch x [B, ...]
 /// and noise conditions c_noise [B] to a tensor shaped like x.
+///
+/// Dropout (the rate set by set_dropout) acts only in training mode, on the hidden activations
+/// before each residual block's second layer, as in EDM's networks. Its masks are drawn from the
+/// generator set by set_dropout_generator, so a training step is a function of its own seed; with
+/// no generator set, training-mode dropout is an error rather than a silent draw from the global one.
 class DenoiserNet : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& c_noise) = 0;
+  void set_dropout(double rate);
+  double dropout() const { return dropout_->rate; }
+  /// The generator the next training-mode forward passes draw their masks from (not owned; null
+  /// to clear).
+  void set_dropout_generator(at::Generator* generator) { dropout_->generator = generator; }
+
+ protected:
+  struct DropoutState {
+    double rate = 0;
+    at::Generator* generator = nullptr;
+  };
+  /// h with each element zeroed with probability rate and the rest scaled by 1/(1 − rate), when
+  /// `training` and rate > 0; h itself otherwise.
+  static torch::Tensor drop(const DropoutState& state, bool training, const torch::Tensor& h);
+  std::shared_ptr<DropoutState> dropout_ = std::make_shared<DropoutState>();
 };
 
 /// c_noise [B] → [B, dims]: cos and sin of c_noise at dims/2 fixed frequencies, geometrically

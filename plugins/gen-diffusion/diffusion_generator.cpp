@@ -177,6 +177,10 @@ DiffusionGenerator::DiffusionGenerator(const ConfigTable& given) {
   training_.ema_decay = in_unit_interval(c, "ema_decay");
   training_.p_mean = c.get_double("p_mean");
   training_.p_std = positive(c, "p_std");
+  training_.dropout = c.get_double("dropout");
+  if (!(training_.dropout >= 0 && training_.dropout < 1)) {
+    throw ConfigError(c.key_path("dropout") + ": must be in [0, 1)");
+  }
   training_.seed = static_cast<uint64_t>(c.get_int_in("seed", 0, INT64_MAX));
   training_.pca_whiten = c.get_bool("pca_whiten");
 
@@ -326,6 +330,12 @@ double DiffusionGenerator::train_step(const torch::Tensor& data) {
   const torch::Tensor noise = shim::randn_like(y, &gen) * sigma.reshape(row);
 
   net_->train();
+  net_->set_dropout(training_.dropout);
+  net_->set_dropout_generator(&gen);
+  struct ClearGenerator {
+    DenoiserNet& net;
+    ~ClearGenerator() { net.set_dropout_generator(nullptr); }
+  } clear{*net_};
   const edm::Denoiser d = edm::precondition(
       [this](const torch::Tensor& x, const torch::Tensor& c) { return net_->forward(x, c); }, arch_.sigma_data);
   const torch::Tensor weight = edm::loss_weight(sigma, arch_.sigma_data).reshape(row);

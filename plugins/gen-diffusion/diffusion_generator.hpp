@@ -40,6 +40,7 @@ struct DiffusionTraining {
   double beta1 = 0, beta2 = 0;
   double ema_decay = 0;
   double p_mean = 0, p_std = 0;
+  double dropout = 0;
   uint64_t seed = 0;
   bool pca_whiten = true;
 };

@@ -220,12 +220,15 @@ TEST_CASE("gen-diffusion load names a missing or mismatched file", "[gen-diffusi
 }
 
 TEST_CASE("a fit resumed after load continues the step counter and matches an unbroken fit", "[gen-diffusion]") {
+  // With dropout too: its masks come from each step's own seed, not from the global generator.
+  const std::string extra = GENERATE(std::string(), std::string("dropout = 0.2\n"));
+  INFO("extra config: " << extra);
   const fs::path dir = scratch("resume");
-  Fitted straight = fitted(tiny_config(), 30);
+  Fitted straight = fitted(tiny_config(extra), 30);
 
-  Fitted first = fitted(tiny_config(), 12);
+  Fitted first = fitted(tiny_config(extra), 12);
   first.generator->save(dir.string());
-  Fitted resumed = make(tiny_config());
+  Fitted resumed = make(tiny_config(extra));
   resumed.generator->load(dir.string());
   std::vector<int64_t> steps_seen;
   vaelab::FitBudget budget;
@@ -242,6 +245,26 @@ TEST_CASE("a fit resumed after load continues the step counter and matches an un
   // Adam's moments, the EMA and the per-step noise all carry over: the same weights result.
   CHECK(resumed.generator->sample(3, 5).pixels == straight.generator->sample(3, 5).pixels);
   fs::remove_all(dir);
+}
+
+TEST_CASE("gen-diffusion dropout acts in training only, for both networks", "[gen-diffusion]") {
+  const std::string unet =
+      "space = \"pixel\"\nnetwork = \"unet\"\nunet_channels = 8\nunet_multipliers = [1, 2]\n"
+      "unet_attention = []\nbatch_size = 8\n";
+  for (const std::string network : {std::string(), unet}) {
+    INFO("network config: " << (network.empty() ? "mlp" : network));
+    std::vector<double> plain_losses, dropped_losses;
+    Fitted plain = fitted(tiny_config(network), 20, &plain_losses);
+    Fitted dropped = fitted(tiny_config(network + "dropout = 0.5\n"), 20, &dropped_losses);
+    Fitted again = fitted(tiny_config(network + "dropout = 0.5\n"), 20);
+    // Step 1 starts from the same zero output layer, so its loss cannot tell; later steps can.
+    CHECK(plain_losses.at(0) == dropped_losses.at(0));
+    CHECK(plain_losses.back() != dropped_losses.back());
+    // The same seed draws the same masks: two fits agree to the byte.
+    CHECK(dropped.generator->sample(3, 1).pixels == again.generator->sample(3, 1).pixels);
+    // Sampling is deterministic (no masks): the same seed twice gives the same images.
+    CHECK(dropped.generator->sample(2, 4).pixels == dropped.generator->sample(2, 4).pixels);
+  }
 }
 
 TEST_CASE("gen-diffusion fit stops when asked and checkpoints where it stopped", "[gen-diffusion]") {
@@ -265,6 +288,8 @@ TEST_CASE("gen-diffusion refuses bad configs and out-of-order calls", "[gen-diff
                       Contains("network") && Contains("pixel"));
   REQUIRE_THROWS_WITH(registry().create<vaelab::Generator>("gen-diffusion", "unet_attention = [5]\n"),
                       Contains("unet_attention"));
+  REQUIRE_THROWS_WITH(registry().create<vaelab::Generator>("gen-diffusion", "dropout = 1.0\n"),
+                      Contains("dropout"));
   Fitted f = make(tiny_config("pca_dims = 100\n"));
   REQUIRE_THROWS_WITH(f.generator->sample(1, 0), Contains("fitted or loaded"));
   REQUIRE_THROWS_WITH(f.generator->fit(bars(), {}, {}), Contains("pca_dims"));  // 100 > 64 pixels
