@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -224,6 +225,65 @@ seed = [0, 1]
   CHECK(count(db, "status = 'done'") == 8);
   CHECK_THAT(resumed.out, Catch::Contains("checking samples against the data") &&
                               !Catch::Contains("fitting") && !Catch::Contains("sampling"));
+}
+
+TEST_CASE("a study trains runs without a generator while it fits one, and a failed fit fails only its runs", "[study]") {
+  const auto study_text = [](int64_t pca_dims) {
+    return std::string(R"(
+[study]
+name = "overlap"
+jobs = 2
+check_samples = 50
+[base.generator]
+plugin = "gen-diffusion"
+[base.generator.config]
+space = "pca"
+network = "mlp"
+mlp_width = 16
+mlp_blocks = 1
+steps = 20
+sampler_steps = 3
+pca_dims = )") + std::to_string(pca_dims) + R"(
+[grid]
+regime = ["normal", "synthetic"]
+)" + kTinyBase;
+  };
+  const auto line_of = [](const std::string& text, const std::string& needle) {
+    const size_t at = text.find(needle);
+    return at == std::string::npos ? std::string::npos : static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n'));
+  };
+
+  const fs::path good = write_study("overlap", study_text(8));
+  const auto r = vaelab_cli("study '" + good.string() + "' --out '" + (work_dir() / "overlap-out").string() + "' --no-report");
+  INFO(r.out << r.err);
+  REQUIRE(r.code == 0);
+  // The normal run starts beside the fit, before the generator is even checked; the synthetic one
+  // only once the pool is checked and recorded.
+  const size_t normal_start = line_of(r.out, "start r0000 ");
+  const size_t checked = line_of(r.out, "checking samples against the data");
+  const size_t synthetic_start = line_of(r.out, "start r0001 ");
+  REQUIRE(normal_start != std::string::npos);
+  REQUIRE(checked != std::string::npos);
+  REQUIRE(synthetic_start != std::string::npos);
+  CHECK(normal_start < checked);
+  CHECK(checked < synthetic_start);
+  CHECK(count(work_dir() / "overlap-out" / "study.sqlite", "status = 'done'") == 2);
+
+  // 5,000 principal components of 32×32 images cannot be fitted: the synthetic run fails with the
+  // generator's error, the normal run is trained and kept, and the study says runs failed.
+  const fs::path bad = write_study("overlap-bad", study_text(5000));
+  const fs::path bad_out = work_dir() / "overlap-bad-out";
+  const auto b = vaelab_cli("study '" + bad.string() + "' --out '" + bad_out.string() + "' --no-report");
+  INFO(b.out << b.err);
+  CHECK(b.code != 0);
+  CHECK_THAT(b.err, Catch::Contains("1 runs failed"));
+  const fs::path db = bad_out / "study.sqlite";
+  CHECK(query(db, "SELECT status FROM runs WHERE regime = 'normal'") == std::vector<std::vector<std::string>>{{"done"}});
+  const auto failed = query(db, "SELECT status, error FROM runs WHERE regime = 'synthetic'");
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0][0] == "failed");
+  CHECK_THAT(failed[0][1], Catch::Contains("could not be prepared") && Catch::Contains("pca_dims"));
+  CHECK(query(db, "SELECT status FROM generators") == std::vector<std::vector<std::string>>{{"failed"}});
 }
 
 TEST_CASE("a study killed mid-way resumes, and shards merged equal the study in one process", "[study]") {

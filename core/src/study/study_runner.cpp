@@ -17,12 +17,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstring>
 #include <cstdio>
 #include <fstream>
+#include <list>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -207,7 +210,6 @@ class StudyRunner {
     slots_ = cpu_slots(parallel_jobs());
     record_study();
     std::vector<Job> jobs = plan_jobs();
-    fit_generators();
     return train(jobs);
   }
 
@@ -446,53 +448,71 @@ class StudyRunner {
     return g;
   }
 
-  /// Prepares every needed generator, up to `jobs` at once, and records each in the database.
-  void fit_generators() {
-    std::vector<const GeneratorNeed*> needs;
-    for (const auto& [key, need] : needs_) needs.push_back(&need);
-    std::vector<PreparedGenerator> prepared(needs.size());
-    const size_t parallel = static_cast<size_t>(std::max<int64_t>(1, parallel_jobs()));
-    for (size_t first = 0; first < needs.size(); first += parallel) {
-      std::vector<std::thread> threads;
-      for (size_t i = first; i < std::min(needs.size(), first + parallel); ++i) {
-        const cpu_set_t* cpus = slots_.empty() ? nullptr : &slots_[(i - first) % slots_.size()];
-        threads.emplace_back([this, &needs, &prepared, i, cpus] {
-          try {
-            prepared[i] = prepare_generator(*needs[i], cpus);
-          } catch (const std::exception& e) {
-            prepared[i].key = needs[i]->key;
-            prepared[i].error = e.what();
-          }
-        });
+  /// One generator being prepared (prepare_generator) on its own thread, holding a CPU slot like a
+  /// run; the runs that train on it start once it is recorded.
+  struct GeneratorTask {
+    const GeneratorNeed* need = nullptr;
+    size_t slot = 0;
+    std::thread thread;
+    std::atomic<bool> finished{false};
+    PreparedGenerator result;
+  };
+
+  void start_generator(GeneratorTask& task) {
+    const cpu_set_t* cpus = slots_.empty() ? nullptr : &slots_[task.slot];
+    task.thread = std::thread([this, &task, cpus] {
+      try {
+        task.result = prepare_generator(*task.need, cpus);
+      } catch (const std::exception& e) {
+        task.result.key = task.need->key;
+        task.result.error = e.what();
       }
-      for (auto& t : threads) t.join();
-    }
-    for (const PreparedGenerator& g : prepared) {
-      if (!g.error.empty()) {
-        sql::Transaction t(db_);
-        db_.prepare("INSERT OR REPLACE INTO generators (key, plugin, dir, status) VALUES (?1, ?2, ?3, 'failed')")
-            .bind(1, g.key)
-            .bind(2, needs_.at(g.key).plugin)
-            .bind(3, relative_to(generators_root() / g.key, dir_))
-            .run();
-        t.commit();
-        throw Error(g.error);
-      }
-      sql::Transaction t(db_);
-      sql::Statement put = db_.prepare(
-          "INSERT OR REPLACE INTO generators (key, plugin, dir, pool, pool_images, fit_seconds, sample_seconds, \"check\", status) "
-          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'done')");
-      put.bind(1, g.key).bind(2, g.plugin).bind(3, relative_to(g.dir, dir_)).bind(4, relative_to(g.pool, dir_));
-      put.bind(5, g.pool_images).bind(6, g.fit_seconds).bind(7, g.sample_seconds);
-      if (g.check.empty()) {
-        put.bind_null(8);
-      } else {
-        put.bind(8, g.check);
-      }
-      put.run();
+      task.finished = true;
+    });
+  }
+
+  /// Records a prepared generator in the database (status 'done', or 'failed' with no pool); a
+  /// done one's pool becomes available to its runs.
+  void record_generator(const PreparedGenerator& g) {
+    sql::Transaction t(db_);
+    if (!g.error.empty()) {
+      db_.prepare("INSERT OR REPLACE INTO generators (key, plugin, dir, status) VALUES (?1, ?2, ?3, 'failed')")
+          .bind(1, g.key)
+          .bind(2, needs_.at(g.key).plugin)
+          .bind(3, relative_to(generators_root() / g.key, dir_))
+          .run();
       t.commit();
-      pools_[g.key] = {fs::absolute(g.pool), fs::absolute(g.dir)};
+      return;
     }
+    sql::Statement put = db_.prepare(
+        "INSERT OR REPLACE INTO generators (key, plugin, dir, pool, pool_images, fit_seconds, sample_seconds, \"check\", status) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'done')");
+    put.bind(1, g.key).bind(2, g.plugin).bind(3, relative_to(g.dir, dir_)).bind(4, relative_to(g.pool, dir_));
+    put.bind(5, g.pool_images).bind(6, g.fit_seconds).bind(7, g.sample_seconds);
+    if (g.check.empty()) {
+      put.bind_null(8);
+    } else {
+      put.bind(8, g.check);
+    }
+    put.run();
+    t.commit();
+    pools_[g.key] = {fs::absolute(g.pool), fs::absolute(g.dir)};
+  }
+
+  /// A run that cannot start because its generator failed: recorded failed with the generator's
+  /// error, so the study ends with an error and --resume tries both again.
+  void fail_without_generator(const Job& job, const std::string& error) {
+    sql::Transaction t(db_);
+    db_.prepare("UPDATE runs SET status = 'failed', owner = NULL, finished_utc = ?2, error = ?3, generator_key = ?4 "
+                "WHERE id = ?1")
+        .bind(1, job.run->id)
+        .bind(2, utc_now())
+        .bind(3, "its generator " + job.generator_key + " could not be prepared: " + error)
+        .bind(4, job.generator_key)
+        .run();
+    t.commit();
+    std::printf("  failed %s (%s): its generator %s could not be prepared: %s\n", job.run->id.c_str(),
+                job.run->label.c_str(), job.generator_key.c_str(), error.c_str());
   }
 
   int64_t parallel_jobs() const {
@@ -640,6 +660,11 @@ class StudyRunner {
     return true;
   }
 
+  /// The study's schedule: up to `jobs` children at once, each on its own share of the CPUs.
+  /// Generators are prepared first (a fit is the longest task and runs wait on it); runs that need
+  /// no generator fill the other shares meanwhile, and a run that needs one starts once its pool
+  /// is recorded. Only this thread waits for the runs' processes, each by its pid, so a generator
+  /// thread's children are never reaped here.
   int64_t train(std::vector<Job>& jobs) {
     const int64_t parallel = parallel_jobs();
     const size_t total = jobs.size();
@@ -647,55 +672,117 @@ class StudyRunner {
                 static_cast<long long>(parallel), (dir_ / kDatabase).string().c_str());
     std::fflush(stdout);
     const auto start = std::chrono::steady_clock::now();
-    size_t next = 0;
+    std::vector<const GeneratorNeed*> waiting_generators;
+    for (const auto& [key, need] : needs_) waiting_generators.push_back(&need);
+    std::list<GeneratorTask> preparing;
+    // Leaving early (an error below) stops the generator threads' children as an interrupt would
+    // (a fit checkpoints first) and waits for the threads, which must not outlive their tasks.
+    struct StopPreparing {
+      std::list<GeneratorTask>& tasks;
+      ~StopPreparing() {
+        if (std::none_of(tasks.begin(), tasks.end(), [](const GeneratorTask& t) { return t.thread.joinable(); })) return;
+        g_interrupted = 1;
+        for (GeneratorTask& task : tasks) {
+          if (task.thread.joinable()) task.thread.join();
+        }
+      }
+    } stop_preparing{preparing};
+    std::map<std::string, std::string> generator_errors;  ///< key → why it failed
+    std::vector<bool> started(jobs.size(), false);
     size_t done = 0;
     int64_t failed = 0;
     std::map<pid_t, Job*> running;
     bool forwarded = false;  // the interrupt was passed to the running children
-    while (done < total) {
-      while (!g_interrupted && next < total && static_cast<int64_t>(running.size()) < parallel) {
-        Job& job = jobs[next++];
-        if (!slots_.empty()) {  // the first share no running job holds
-          std::vector<bool> taken(slots_.size(), false);
-          for (const auto& [child, other] : running) taken[other->slot] = true;
-          job.slot = static_cast<size_t>(std::find(taken.begin(), taken.end(), false) - taken.begin()) % slots_.size();
-        }
-        start_logged(job, next, total);
-        running[job.pid] = &job;
-      }
-      if (running.empty()) break;
-      int status = 0;
-      const pid_t pid = waitpid(-1, &status, 0);
-      if (pid < 0) {
-        if (errno == EINTR) {
-          if (g_interrupted && !forwarded) {
-            for (const auto& [child, job] : running) kill(child, SIGINT);
-            forwarded = true;
-          }
-          continue;
-        }
-        throw Error(std::string("waitpid: ") + std::strerror(errno));
-      }
-      const auto it = running.find(pid);
-      if (it == running.end()) continue;
-      Job* job = it->second;
-      running.erase(it);
-      const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      if (g_interrupted) {
-        // Interrupted with the study: the run is redone on --resume, not counted as failed.
-        sql::Transaction t(db_);
-        db_.prepare("UPDATE runs SET status = 'pending', owner = NULL WHERE id = ?1").bind(1, job->run->id).run();
-        t.commit();
-        ++done;
-        continue;
-      }
-      if (!finish(*job, code)) ++failed;
-      ++done;
+    const auto free_slot = [&]() -> std::optional<size_t> {
+      if (static_cast<int64_t>(running.size() + preparing.size()) >= parallel) return std::nullopt;
+      if (slots_.empty()) return size_t{0};
+      std::vector<bool> taken(slots_.size(), false);
+      for (const auto& [child, other] : running) taken[other->slot] = true;
+      for (const GeneratorTask& task : preparing) taken[task.slot] = true;
+      return static_cast<size_t>(std::find(taken.begin(), taken.end(), false) - taken.begin()) % slots_.size();
+    };
+    const auto report_progress = [&] {
       const double elapsed = seconds_since(start);
-      const double per_run = elapsed / static_cast<double>(done);
-      const double eta = per_run * static_cast<double>(total - done);
+      const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
       std::printf("[%zu/%zu] %s elapsed, ETA %s\n", done, total, duration_text(elapsed).c_str(), duration_text(eta).c_str());
       std::fflush(stdout);
+    };
+    while (done < total || !preparing.empty()) {
+      if (!g_interrupted) {
+        while (!waiting_generators.empty()) {
+          const auto slot = free_slot();
+          if (!slot) break;
+          GeneratorTask& task = preparing.emplace_back();
+          task.need = waiting_generators.front();
+          task.slot = *slot;
+          waiting_generators.erase(waiting_generators.begin());
+          start_generator(task);
+        }
+        for (size_t i = 0; i < jobs.size(); ++i) {
+          Job& job = jobs[i];
+          if (started[i]) continue;
+          if (!job.generator_key.empty()) {
+            const auto error = generator_errors.find(job.generator_key);
+            if (error != generator_errors.end()) {
+              started[i] = true;
+              fail_without_generator(job, error->second);
+              ++failed;
+              ++done;
+              continue;
+            }
+            if (pools_.count(job.generator_key) == 0) continue;
+          }
+          const auto slot = free_slot();
+          if (!slot) break;
+          started[i] = true;
+          job.slot = *slot;
+          start_logged(job, static_cast<size_t>(std::count(started.begin(), started.end(), true)), total);
+          running[job.pid] = &job;
+        }
+      } else if (!forwarded) {
+        for (const auto& [child, job] : running) kill(child, SIGINT);
+        forwarded = true;
+      }
+      if (running.empty() && preparing.empty()) break;  // interrupted, or nothing left that can start
+
+      bool changed = false;
+      for (auto task = preparing.begin(); task != preparing.end();) {
+        if (!task->finished) {
+          ++task;
+          continue;
+        }
+        task->thread.join();
+        if (!g_interrupted) {  // an interrupted fit is neither done nor failed: --resume continues it
+          record_generator(task->result);
+          if (!task->result.error.empty()) generator_errors[task->result.key] = task->result.error;
+        }
+        task = preparing.erase(task);
+        changed = true;
+      }
+      for (auto it = running.begin(); it != running.end();) {
+        int status = 0;
+        const pid_t pid = waitpid(it->first, &status, WNOHANG);
+        if (pid == 0 || (pid < 0 && errno == EINTR)) {
+          ++it;
+          continue;
+        }
+        if (pid < 0) throw Error(std::string("waitpid: ") + std::strerror(errno));
+        Job* job = it->second;
+        it = running.erase(it);
+        changed = true;
+        ++done;
+        const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (g_interrupted) {
+          // Interrupted with the study: the run is redone on --resume, not counted as failed.
+          sql::Transaction t(db_);
+          db_.prepare("UPDATE runs SET status = 'pending', owner = NULL WHERE id = ?1").bind(1, job->run->id).run();
+          t.commit();
+          continue;
+        }
+        if (!finish(*job, code)) ++failed;
+        report_progress();
+      }
+      if (!changed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     if (g_interrupted) throw Error("interrupted: finished runs are kept; continue with --resume");
     return failed;
