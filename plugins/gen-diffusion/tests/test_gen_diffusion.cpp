@@ -251,7 +251,7 @@ TEST_CASE("gen-diffusion dropout acts in training only, for both networks", "[ge
   const std::string unet =
       "space = \"pixel\"\nnetwork = \"unet\"\nunet_channels = 8\nunet_multipliers = [1, 2]\n"
       "unet_attention = []\nbatch_size = 8\n";
-  for (const std::string network : {std::string(), unet}) {
+  for (const std::string& network : {std::string(), unet}) {
     INFO("network config: " << (network.empty() ? "mlp" : network));
     std::vector<double> plain_losses, dropped_losses;
     Fitted plain = fitted(tiny_config(network), 20, &plain_losses);
