@@ -330,7 +330,6 @@ double DiffusionGenerator::train_step(const torch::Tensor& data) {
   const torch::Tensor noise = shim::randn_like(y, &gen) * sigma.reshape(row);
 
   net_->train();
-  net_->set_dropout(training_.dropout);
   net_->set_dropout_generator(&gen);
   struct ClearGenerator {
     DenoiserNet& net;
@@ -389,6 +388,7 @@ void DiffusionGenerator::fit(const ImageSet& train, const FitBudget& budget, con
                 std::to_string(shape[2]));
   }
   const torch::Tensor data = to_space(train);
+  net_->set_dropout(training_.dropout);  // a training setting: this fit's config, also on a resumed fit
   const int64_t total = budget.steps > 0 ? budget.steps : training_.steps;
   if (step_ >= total) {
     sdk::log().info("gen-diffusion: already at step {} of {}; nothing to fit", step_, total);

@@ -689,6 +689,7 @@ class StudyRunner {
     } stop_preparing{preparing};
     std::map<std::string, std::string> generator_errors;  ///< key → why it failed
     std::vector<bool> started(jobs.size(), false);
+    size_t position = 0;  // runs started or failed for want of their generator
     size_t done = 0;
     int64_t failed = 0;
     std::map<pid_t, Job*> running;
@@ -700,12 +701,6 @@ class StudyRunner {
       for (const auto& [child, other] : running) taken[other->slot] = true;
       for (const GeneratorTask& task : preparing) taken[task.slot] = true;
       return static_cast<size_t>(std::find(taken.begin(), taken.end(), false) - taken.begin()) % slots_.size();
-    };
-    const auto report_progress = [&] {
-      const double elapsed = seconds_since(start);
-      const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
-      std::printf("[%zu/%zu] %s elapsed, ETA %s\n", done, total, duration_text(elapsed).c_str(), duration_text(eta).c_str());
-      std::fflush(stdout);
     };
     while (done < total || !preparing.empty()) {
       if (!g_interrupted) {
@@ -725,6 +720,7 @@ class StudyRunner {
             const auto error = generator_errors.find(job.generator_key);
             if (error != generator_errors.end()) {
               started[i] = true;
+              ++position;
               fail_without_generator(job, error->second);
               ++failed;
               ++done;
@@ -736,7 +732,7 @@ class StudyRunner {
           if (!slot) break;
           started[i] = true;
           job.slot = *slot;
-          start_logged(job, static_cast<size_t>(std::count(started.begin(), started.end(), true)), total);
+          start_logged(job, ++position, total);
           running[job.pid] = &job;
         }
       } else if (!forwarded) {
@@ -780,7 +776,11 @@ class StudyRunner {
           continue;
         }
         if (!finish(*job, code)) ++failed;
-        report_progress();
+        const double elapsed = seconds_since(start);
+        const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
+        std::printf("[%zu/%zu] %s elapsed, ETA %s\n", done, total, duration_text(elapsed).c_str(),
+                    duration_text(eta).c_str());
+        std::fflush(stdout);
       }
       if (!changed) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
