@@ -31,9 +31,6 @@ namespace {
 
 constexpr const char* kFormat = "vaelab-gen-diffusion/1";
 constexpr double kAdamEpsilon = 1e-8;
-/// Mixed into an image's seed for its PCA residual, so that draw is apart from the sampler's.
-constexpr int64_t kResidualStream = 0x7265736964;  // "resid"
-
 
 /// The plugin's defaults with the given table on top, checked against the defaults' keys.
 ConfigTable resolve(const ConfigTable& config) {
@@ -201,11 +198,6 @@ DiffusionGenerator::DiffusionGenerator(const ConfigTable& given) {
   sampler_.s_noise = c.get_double("s_noise");
   if (!(sampler_.s_noise >= 0)) throw ConfigError(c.key_path("s_noise") + ": must be >= 0");
   sample_batch_ = c.get_int_in("sample_batch", 1, 1 << 24);
-  pca_residual_ = c.get_choice("pca_residual", {"none", "gaussian"}) == "gaussian" ? PcaResidual::gaussian
-                                                                                 : PcaResidual::none;
-  if (pca_residual_ == PcaResidual::gaussian && arch_.space != "pca") {
-    throw ConfigError(c.key_path("pca_residual") + ": \"gaussian\" needs space = \"pca\"");
-  }
 }
 
 void DiffusionGenerator::attach(Backend& backend) { backend_ = &backend; }
@@ -305,17 +297,10 @@ void DiffusionGenerator::fit_pca(const torch::Tensor& pixels) {
   } else {
     scale = torch::full_like(std_dev, std_dev.square().mean().sqrt().item<double>() / arch_.sigma_data);
   }
-  // The discarded components, largest first, without those of (numerically) zero variance:
-  // padding pixels that are 0 in every image add nothing there.
-  const torch::Tensor rest = torch::arange(d - 1 - arch_.pca_dims, -1, -1, torch::kLong);
-  const torch::Tensor rest_std = values.index_select(0, rest).clamp_min(0).sqrt();
-  const torch::Tensor kept = rest.index_select(0, (rest_std > 1e-6 * top).nonzero().flatten());
   const torch::Device dev = device();
   pca_mean_ = mean.to(dev, torch::kFloat32);
   pca_components_ = components.to(dev, torch::kFloat32);
   pca_scale_ = scale.to(dev, torch::kFloat32);
-  residual_components_ = vectors.index_select(1, kept).t().contiguous().to(dev, torch::kFloat32);
-  residual_std_ = values.index_select(0, kept).clamp_min(0).sqrt().to(dev, torch::kFloat32);
 }
 
 torch::Tensor DiffusionGenerator::to_space(const ImageSet& images) const {
@@ -324,26 +309,9 @@ torch::Tensor DiffusionGenerator::to_space(const ImageSet& images) const {
   return (x.reshape({images.count, -1}) - pca_mean_).mm(pca_components_.t()) / pca_scale_;
 }
 
-std::vector<uint8_t> DiffusionGenerator::to_pixels(const torch::Tensor& z,
-                                                  const std::vector<uint64_t>& seeds) const {
+std::vector<uint8_t> DiffusionGenerator::to_pixels(const torch::Tensor& z) const {
   torch::Tensor x = z;
-  if (arch_.space == "pca") {
-    x = (z * pca_scale_).mm(pca_components_) + pca_mean_;
-    if (pca_residual_ == PcaResidual::gaussian) {
-      if (!residual_std_.defined()) {
-        throw Error("gen-diffusion: pca_residual = \"gaussian\" needs the discarded principal components, "
-                    "which this generator's folder was saved without; fit it again");
-      }
-      std::vector<torch::Tensor> rows;
-      rows.reserve(seeds.size());
-      const auto cpu_float = torch::TensorOptions().dtype(torch::kFloat32);
-      for (const uint64_t seed : seeds) {
-        at::Generator gen = shim::make_cpu_generator(step_seed(seed, kResidualStream));
-        rows.push_back(shim::randn({residual_std_.size(0)}, cpu_float, &gen));
-      }
-      x = x + (torch::stack(rows).to(x.device()) * residual_std_).mm(residual_components_);
-    }
-  }
+  if (arch_.space == "pca") x = (z * pca_scale_).mm(pca_components_) + pca_mean_;
   const torch::Tensor bytes = signed_unit_to_bytes(x);
   return std::vector<uint8_t>(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
 }
@@ -483,8 +451,7 @@ ImageSet DiffusionGenerator::sample(int64_t n, uint64_t first_seed) {
     for (int64_t i = start; i < std::min(n, start + sample_batch_); ++i) {
       seeds.push_back(first_seed + static_cast<uint64_t>(i));
     }
-    const std::vector<uint8_t> pixels =
-        to_pixels(edm::heun_sample(d, space_shape(), seeds, sampler_, device()), seeds);
+    const std::vector<uint8_t> pixels = to_pixels(edm::heun_sample(d, space_shape(), seeds, sampler_, device()));
     out.pixels.insert(out.pixels.end(), pixels.begin(), pixels.end());
   }
   return out;
@@ -504,12 +471,8 @@ void DiffusionGenerator::save(const std::string& directory) const {
   }
   save_safetensors(dir / "training.safetensors", training, meta);
   if (arch_.space == "pca") {
-    NamedTensors pca{{"mean", pca_mean_}, {"components", pca_components_}, {"scale", pca_scale_}};
-    if (residual_std_.defined()) {
-      pca.emplace_back("residual_components", residual_components_);
-      pca.emplace_back("residual_std", residual_std_);
-    }
-    save_safetensors(dir / "pca.safetensors", pca, meta);
+    save_safetensors(dir / "pca.safetensors",
+                     {{"mean", pca_mean_}, {"components", pca_components_}, {"scale", pca_scale_}}, meta);
   }
   const Json state = {{"format", kFormat},
                       {"step", step_},
@@ -589,20 +552,6 @@ void DiffusionGenerator::load(const std::string& directory) {
       throw Error("gen-diffusion: " + pca_file.string() + ": shapes do not match " + std::to_string(arch_.pca_dims) +
                   " components of " + std::to_string(d) + " values");
     }
-    // Folders saved before the residual was kept have none; sampling without it still works.
-    residual_components_ = torch::Tensor();
-    residual_std_ = torch::Tensor();
-    if (pca.count("residual_std") != 0 || pca.count("residual_components") != 0) {
-      residual_components_ = take(pca, "residual_components", pca_file).to(device(), torch::kFloat32);
-      residual_std_ = take(pca, "residual_std", pca_file).to(device(), torch::kFloat32);
-      const int64_t r = residual_std_.size(0);
-      if (residual_std_.dim() != 1 || r > d - arch_.pca_dims ||
-          residual_components_.sizes() != torch::IntArrayRef({r, d})) {
-        throw Error("gen-diffusion: " + pca_file.string() + ": residual_components and residual_std do not hold " +
-                    "at most " + std::to_string(d - arch_.pca_dims) + " components of " + std::to_string(d) +
-                    " values");
-      }
-    }
   }
   step_ = step;
 }
@@ -617,9 +566,6 @@ std::string DiffusionGenerator::describe() const {
                   {"last_loss", last_loss_},
                   {"space", arch_.space},
                   {"pca_dims", arch_.space == "pca" ? arch_.pca_dims : 0},
-                  {"pca_residual", arch_.space != "pca"                       ? "none"
-                                   : pca_residual_ == PcaResidual::gaussian ? "gaussian"
-                                                                             : "none"},
                   {"network", arch_.network},
                   {"sampler_steps", sampler_.steps},
                   {"denoiser_evaluations_per_image", 2 * sampler_.steps - 1},

@@ -45,19 +45,13 @@ struct DiffusionTraining {
   bool pca_whiten = true;
 };
 
-/// What sampling adds outside the PCA space (pca space only): nothing, or a Gaussian draw of the
-/// discarded components with their training-set variances (the residual of probabilistic PCA,
-/// Tipping & Bishop 1999, with one variance per component instead of one for all).
-enum class PcaResidual { none, gaussian };
-
 /// The gen-diffusion generator: EDM (Karras et al. 2022) with an MLP or U-Net denoiser, trained
 /// with log-normal noise levels, EDM's loss weighting, Adam and an EMA of the weights; sampled
 /// with the Heun sampler from the EMA weights, one seed per image.
 ///
 /// Folder written by save(): network.safetensors (the EMA weights sampling uses),
 /// training.safetensors (the raw weights and Adam's moments, for resuming), pca.safetensors
-/// (mean, components, scale, and the discarded components residual_components and residual_std;
-/// pca space only) and state.json (step counter, image shape,
+/// (mean, components, scale; pca space only) and state.json (step counter, image shape,
 /// architecture). Every file carries the step counter, so files from different saves are refused.
 class DiffusionGenerator final : public Generator {
  public:
@@ -75,9 +69,8 @@ class DiffusionGenerator final : public Generator {
   void fit_pca(const torch::Tensor& pixels);
   /// uint8 images → the diffusion space ([N, C, H, W] in [−1, 1], or [N, pca_dims]).
   torch::Tensor to_space(const ImageSet& images) const;
-  /// The diffusion space → uint8 pixels, rounded and clamped. In pca space with a Gaussian
-  /// residual, image i's residual is drawn from seeds[i] alone (a stream apart from the sampler's).
-  std::vector<uint8_t> to_pixels(const torch::Tensor& z, const std::vector<uint64_t>& seeds) const;
+  /// The diffusion space → uint8 pixels, rounded and clamped.
+  std::vector<uint8_t> to_pixels(const torch::Tensor& z) const;
   std::vector<int64_t> space_shape() const;
   double train_step(const torch::Tensor& data);
   int64_t parameter_count() const;
@@ -87,16 +80,12 @@ class DiffusionGenerator final : public Generator {
   DiffusionTraining training_;
   edm::SamplerSettings sampler_;
   int64_t sample_batch_ = 0;
-  PcaResidual pca_residual_ = PcaResidual::none;
 
   Backend* backend_ = nullptr;
   std::vector<int64_t> image_shape_;  ///< C, H, W; empty until fit or load
   std::shared_ptr<DenoiserNet> net_, ema_;
   std::vector<torch::Tensor> adam_m_, adam_v_;
   torch::Tensor pca_mean_, pca_components_, pca_scale_;
-  /// The discarded components with non-zero variance [r, D] and their standard deviations [r]
-  /// (in [−1, 1] pixel units); empty in folders saved before they were kept.
-  torch::Tensor residual_components_, residual_std_;
   int64_t step_ = 0;
   double fit_seconds_ = 0;
   double last_loss_ = 0;
