@@ -38,7 +38,7 @@ std::string error_of(const std::string& text) {
   return "";
 }
 
-int64_t int_at(const toml::table& t, const char* path) { return t.at_path(path).value_or<int64_t>(-1); }
+int64_t int_at(const toml::table& t, const std::string& path) { return t.at_path(path).value_or<int64_t>(-1); }
 
 }  // namespace
 
@@ -158,10 +158,14 @@ TEST_CASE("the hash of a study changes with any run and only then", "[study]") {
   CHECK(a.hash != c.hash);
 }
 
-TEST_CASE("anomaly runs hold the class out at the base point only", "[study]") {
+TEST_CASE("anomaly runs hold the class out at the base point only, and measure no more than the report reads", "[study]") {
   const StudyPlan plan = expand_study_text(R"(
 [study]
 anomaly_label = 9
+[base.eval.amortization]
+every_epochs = 10
+[base.eval.probe]
+every_epochs = 5
 [grid]
 regime = ["normal", "augment-naive"]
 latent = [4, 8]
@@ -173,8 +177,14 @@ seed = [0, 1]
     CHECK(plan.runs[i].purpose == "anomaly");
     CHECK(int_at(plan.runs[i].config, "data.holdout_label") == 9);
     CHECK(plan.runs[i].axes["model.config.latent"] == 4);
+    // The ELBO curve and the AUROC only: G_a, probes, IWAE and G_r are the main runs' to measure.
+    for (const char* metric : {"iwae", "amortization", "robustness", "probe"}) {
+      CHECK(int_at(plan.runs[i].config, std::string("eval.") + metric + ".every_epochs") == 0);
+    }
   }
   CHECK(plan.runs[0].config.at_path("data.holdout_label").node() == nullptr);
+  CHECK(int_at(plan.runs[0].config, "eval.amortization.every_epochs") == 10);
+  CHECK(int_at(plan.runs[0].config, "eval.probe.every_epochs") == 5);
 }
 
 TEST_CASE("shards partition the runs exactly", "[study]") {

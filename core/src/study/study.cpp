@@ -389,6 +389,11 @@ StudyPlan expand_study_text(const std::string& text, const fs::path& origin) {
       if (!at_base || run.path_step > 0) continue;
       StudyRun held = run;
       set_dotted(held.config, "data.holdout_label", toml::value<int64_t>(plan.settings.anomaly_label), where);
+      // The report reads only the ELBO curve and the anomaly AUROC of these runs; the other
+      // metrics are the main runs' to measure (G_a alone is a quarter of a quickstart run).
+      for (const char* metric : {"iwae", "amortization", "robustness", "probe"}) {
+        set_dotted(held.config, std::string("eval.") + metric + ".every_epochs", toml::value<int64_t>(0), where);
+      }
       held.purpose = "anomaly";
       held.label += " holdout=" + std::to_string(plan.settings.anomaly_label);
       extra.push_back(std::move(held));

@@ -578,8 +578,10 @@ class StudyRunner {
   /// For a run whose likelihood is a probability mass (bernoulli, mol): `vaelab compress` codes its
   /// test split (docs/compression.md) into RUN_DIR/test.vlz, and the file's bits/dim go into the
   /// summary recorded in the database as compressed_bits_per_dim_test. A failure is reported and
-  /// leaves the key out; the run stays done.
+  /// leaves the key out; the run stays done. Anomaly runs are not coded: the report's compressed
+  /// sizes are the main runs'.
   void add_compressed_size(const Job& job, const fs::path& run_dir, std::string& summary) {
+    if (job.run->purpose == "anomaly") return;
     json s = json::parse(summary);
     const std::string likelihood = s.value("likelihood", std::string());
     if (likelihood != "bernoulli" && likelihood != "mol") return;
