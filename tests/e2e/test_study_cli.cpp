@@ -333,6 +333,18 @@ seed = [0, 1, 2, 3]
   for (const auto& row : query(db, "SELECT (SELECT count(*) FROM metrics m WHERE m.run_id = runs.id) FROM runs")) {
     CHECK(row[0] == "3");
   }
+  // Another study file into the same folder is refused, naming it, and nothing recorded changes.
+  const fs::path changed = write_study("kill-changed", std::string(R"(
+[study]
+name = "kill"
+jobs = 1
+[grid]
+seed = [0, 1, 2]
+)") + kTinyBase);
+  const auto other = vaelab_cli("study '" + changed.string() + "' --out '" + out.string() + "' --resume");
+  CHECK(other.code != 0);
+  CHECK_THAT(other.err, Catch::Contains("holds another study") && Catch::Contains(changed.string()));
+  CHECK(count(db, "status = 'done'") == 4);
 
   // Two shards, run apart and merged: the same runs with the same numbers.
   for (const char* shard : {"0/2", "1/2"}) {

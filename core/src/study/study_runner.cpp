@@ -238,8 +238,11 @@ class StudyRunner {
       study_db::check_schema(db_);
       const std::string hash = study_db::get_key(db_, "config_hash");
       if (hash != plan_.hash) {
-        throw Error(db_.file().string() + ": holds another study (its runs differ from " + plan_.file.string() +
-                    "'s); resume with the same study file, or choose another --out");
+        // A changed study file changes the runs, and so can a newer vaelab expanding the same file.
+        throw Error(db_.file().string() + ": holds another study: its runs differ from those " + plan_.file.string() +
+                    " expands to now (the file changed, or this vaelab expands it differently from the one that "
+                    "began the study, " + study_db::get_key(db_, "vaelab_version") +
+                    "); resume with the file and build that began it, or choose another --out");
       }
       const std::string shard = study_db::get_key(db_, "shard");
       if (shard != options_.shard.text()) {
