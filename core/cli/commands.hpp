@@ -25,9 +25,11 @@ int bench_threads(const std::string& config_file, const std::vector<std::string>
 /// resumes from GEN_DIR's checkpoint when it holds a fit of the same generator, config and data.
 int generator_fit(const std::string& config_file, const std::vector<std::string>& overrides,
                   const std::string& out_dir);
-/// `vaelab generator sample GEN_DIR --n N --seed S --out POOL`: image i gets seed S + i.
+/// `vaelab generator sample GEN_DIR --n N --seed S --out POOL [--set generator.config.KEY=VALUE]`:
+/// image i gets seed S + i. The overrides change how the fitted generator samples (its sampler
+/// settings); they are recorded in the pool's provenance and change its config hash.
 int generator_sample(const std::string& gen_dir, int64_t n, uint64_t seed, const std::string& out,
-                     int64_t batch);
+                     int64_t batch, const std::vector<std::string>& overrides = {});
 /// `vaelab generator check GEN_DIR|POOL --data CONFIG`: memorization, two-sample test and
 /// Fréchet distance, written to out_dir (default GEN_DIR/check or POOL.check).
 struct GeneratorCheckArgs {

@@ -262,7 +262,7 @@ int generator_fit(const std::string& config_file, const std::vector<std::string>
 }
 
 int generator_sample(const std::string& gen_dir, int64_t n, uint64_t seed, const std::string& out,
-                     int64_t batch) {
+                     int64_t batch, const std::vector<std::string>& overrides) {
   if (n < 1) throw Error("--n must be at least 1, got " + std::to_string(n));
   if (batch < 1) throw Error("--batch must be at least 1, got " + std::to_string(batch));
   const fs::path dir(gen_dir);
@@ -272,7 +272,14 @@ int generator_sample(const std::string& gen_dir, int64_t n, uint64_t seed, const
                 "; make one with `vaelab generator fit`)");
   }
   if (fs::exists(out)) throw Error(out + ": already exists; remove it or choose another --out");
-  const RunConfig config = RunConfig::load(dir / kConfigFile, {});
+  // Only the generator's own settings: the data, model and fit behind the folder stay as fitted.
+  for (const std::string& o : overrides) {
+    if (o.rfind("generator.config.", 0) != 0) {
+      throw ConfigError("--set " + o + ": generator sample takes generator.config.KEY=VALUE only (how the fitted " +
+                        "generator samples); the rest of " + (dir / kConfigFile).string() + " is the fit's");
+    }
+  }
+  const RunConfig config = RunConfig::load(dir / kConfigFile, overrides);
   LiveGenerator g = make_generator(config, (dir / kConfigFile).string());
   g.generator->load(dir.string());
 
@@ -287,6 +294,12 @@ int generator_sample(const std::string& gen_dir, int64_t n, uint64_t seed, const
       {"generator", describe_json(*g.generator, g.name)},
   };
   if (fs::exists(dir / kInfoFile)) provenance["fit"] = read_json_file(dir / kInfoFile);
+  if (!overrides.empty()) {
+    provenance["set"] = overrides;
+    std::string what;
+    for (const std::string& o : overrides) what += (what.empty() ? "" : ", ") + o;
+    logger().info("sampling {} with {}", dir.string(), what);
+  }
 
   std::unique_ptr<PoolWriter> writer;
   const auto start = std::chrono::steady_clock::now();

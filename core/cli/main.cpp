@@ -155,6 +155,9 @@ int main(int argc, char** argv) {
   gen_sample->add_option("--out", gen_sample_out, "pool file to write (must not exist)")->required();
   gen_sample->add_option("--batch", gen_sample_batch, "images per sample() call (memory, not results)")
       ->capture_default_str();
+  std::vector<std::string> gen_sample_sets;
+  gen_sample->add_option("--set", gen_sample_sets,
+                         "override a sampler setting of the fit: --set generator.config.sampler_steps=40 (repeatable)");
   vaelab::cli::GeneratorCheckArgs gen_check_args;
   CLI::App* gen_check = generator->add_subcommand(
       "check",
@@ -262,7 +265,7 @@ int main(int argc, char** argv) {
     if (gen_fit->parsed()) return vaelab::cli::generator_fit(gen_fit_config, gen_fit_sets, gen_fit_out);
     if (gen_sample->parsed()) {
       return vaelab::cli::generator_sample(gen_sample_dir, gen_sample_n, gen_sample_seed,
-                                           gen_sample_out, gen_sample_batch);
+                                           gen_sample_out, gen_sample_batch, gen_sample_sets);
     }
     if (merge->parsed()) return vaelab::cli::study_merge(merge_out, merge_inputs);
     if (study->parsed()) {

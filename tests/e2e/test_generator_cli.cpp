@@ -347,6 +347,26 @@ steps = 40
   info = json::parse(slurp(gen / "generator.json"));
   REQUIRE(info["fit_steps"] == 60);
 
+  // The same fit sampled with another sampler setting: other images, recorded as such; keys
+  // outside generator.config are refused, naming the key, and write nothing.
+  const fs::path as_fitted = work_dir() / "as-fitted.bin";
+  const fs::path more_steps = work_dir() / "more-steps.bin";
+  REQUIRE(run_vaelab("generator sample '" + gen.string() + "' --n 8 --out '" + as_fitted.string() + "'").code == 0);
+  const Result resampled = run_vaelab("generator sample '" + gen.string() + "' --n 8 --out '" + more_steps.string() +
+                                      "' --set generator.config.sampler_steps=9");
+  INFO(resampled.err);
+  REQUIRE(resampled.code == 0);
+  const vaelab::PoolReader before(as_fitted.string()), after(more_steps.string());
+  CHECK_FALSE(std::equal(before.image(0), before.image(0) + 1024, after.image(0)));
+  CHECK(before.header().config_hash != after.header().config_hash);
+  CHECK(json::parse(after.header().provenance)["set"] == json::array({"generator.config.sampler_steps=9"}));
+  CHECK_FALSE(json::parse(before.header().provenance).contains("set"));
+  const fs::path refused = work_dir() / "refused.bin";
+  require_one_line_error(run_vaelab("generator sample '" + gen.string() + "' --n 8 --out '" + refused.string() +
+                                    "' --set data.train_size=10"),
+                         "--set data.train_size=10: generator sample takes generator.config.KEY=VALUE only");
+  CHECK_FALSE(fs::exists(refused));
+
   // A run trains on its samples: k × |D_train| = 512 sampled at the start.
   const fs::path run = work_dir() / "run-on-diffusion";
   const Result train = run_vaelab("train '" + config.string() + "'" + subset + " --set generator.directory='" + gen.string() +

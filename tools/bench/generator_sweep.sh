@@ -10,6 +10,9 @@
 # KEY=VALUE are `--set` overrides of BASE.toml (e.g. generator.config.mlp_width=512). Settings run
 # in parallel, one per listed core (taskset), so that each gets one core as in a study. Decide
 # settings with a SUBSET_SEED other than the examples' (0) and confirm on theirs afterwards.
+# `fit=OTHER` in a setting samples the fit of setting OTHER (made by an earlier invocation into the
+# same OUT) instead of fitting: its generator.config.* overrides then change only how that fit
+# samples (e.g. generator.config.sampler_steps=40).
 set -euo pipefail
 
 vae=0
@@ -34,25 +37,38 @@ out=$(cd "$out" && pwd)
 
 one() {  # NAME "SETS" CORE
   local name=$1 sets=$2 core=$3 dir=$out/$1
-  local args=(--set "data.subset_seed=$seed")
-  for kv in $sets; do args+=(--set "$kv"); done
+  local args=(--set "data.subset_seed=$seed") sample_sets=() gen=$dir/gen k=""
+  for kv in $sets; do
+    case $kv in
+      fit=*) gen=$out/${kv#fit=}/gen ;;
+      generator.config.*) args+=(--set "$kv"); sample_sets+=(--set "$kv") ;;
+      train.synthetic.k=*) args+=(--set "$kv"); k=${kv#*=} ;;
+      *) args+=(--set "$kv") ;;
+    esac
+  done
   mkdir -p "$dir"
   local fit_s vae_elbo="" pool_n
+  if [[ $gen != "$dir/gen" ]]; then
+    [[ -f $gen/fit_seconds ]] || { echo "$name: no finished fit in $gen" >&2; return 1; }
+  else
+    sample_sets=()  # a fit of its own already has them
+  fi
   # A finished fit is kept (rerunning the script adds what is missing); its time is read back.
-  if [[ ! -f $dir/gen/fit_seconds ]]; then
+  if [[ ! -f $gen/fit_seconds ]]; then
     local start end
     start=$(date +%s.%N)
     taskset -c "$core" "$vaelab" generator fit "$base" "${args[@]}" --out "$dir/gen" >"$dir/fit.out" 2>&1
     end=$(date +%s.%N)
     python3 -c "print(f'{$end - $start:.0f}')" >"$dir/gen/fit_seconds"
   fi
-  fit_s=$(cat "$dir/gen/fit_seconds")
-  # A pool of k x |D_train| images, as the synthetic regime needs.
-  pool_n=$(python3 -c "import tomllib; c = tomllib.load(open('$dir/gen/config.toml', 'rb')); \
-print(c['train']['synthetic']['k'] * c['data']['train_size'])")
+  fit_s=$(cat "$gen/fit_seconds")
+  # A pool of k x |D_train| images, as the synthetic regime needs (k from the setting, else the fit's).
+  pool_n=$(python3 -c "import tomllib; c = tomllib.load(open('$gen/config.toml', 'rb')); \
+print(int('${k}' or c['train']['synthetic']['k']) * c['data']['train_size'])")
   rm -f "$dir/pool.vlp"
-  taskset -c "$core" "$vaelab" generator sample "$dir/gen" --n "$pool_n" --out "$dir/pool.vlp" >"$dir/sample.out" 2>&1
-  taskset -c "$core" "$vaelab" generator check "$dir/pool.vlp" --data "$dir/gen/config.toml" --n 2000 \
+  taskset -c "$core" "$vaelab" generator sample "$gen" --n "$pool_n" --out "$dir/pool.vlp" "${sample_sets[@]}" \
+    >"$dir/sample.out" 2>&1
+  taskset -c "$core" "$vaelab" generator check "$dir/pool.vlp" --data "$gen/config.toml" --n 2000 \
     --out "$dir/check" --features-cache "$out/feature-nets" >"$dir/check.out" 2>&1
   if [[ $vae == 1 ]]; then
     taskset -c "$core" "$vaelab" train "$base" "${args[@]}" --set train.regime=synthetic \
