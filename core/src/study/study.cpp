@@ -14,6 +14,7 @@
 
 #include <vaelab/config.hpp>
 #include <vaelab/error.hpp>
+#include <vaelab/metrics/metric_names.hpp>
 
 #include "study_db.hpp"
 
@@ -391,8 +392,8 @@ StudyPlan expand_study_text(const std::string& text, const fs::path& origin) {
       set_dotted(held.config, "data.holdout_label", toml::value<int64_t>(plan.settings.anomaly_label), where);
       // The report reads only the ELBO curve and the anomaly AUROC of these runs; the other
       // metrics are the main runs' to measure (G_a alone is a quarter of a quickstart run).
-      for (const char* metric : {"iwae", "amortization", "robustness", "probe"}) {
-        set_dotted(held.config, std::string("eval.") + metric + ".every_epochs", toml::value<int64_t>(0), where);
+      for (const std::string& metric : metric_names()) {
+        if (metric != "elbo") set_dotted(held.config, "eval." + metric + ".every_epochs", toml::value<int64_t>(0), where);
       }
       held.purpose = "anomaly";
       held.label += " holdout=" + std::to_string(plan.settings.anomaly_label);

@@ -9,6 +9,7 @@
 
 #include <vaelab/config.hpp>
 #include <vaelab/likelihood.hpp>
+#include <vaelab/metrics/metric_names.hpp>
 #include <vaelab/model.hpp>
 
 namespace vaelab {
@@ -25,12 +26,6 @@ struct EvalData {
   std::vector<double> test_exact_log_likelihood;
   bool continuous = false;  ///< the images are continuous, not on the 1/255 grid
 };
-
-/// Every metric `vaelab eval --metrics` knows: elbo, iwae, amortization, robustness, probe.
-const std::vector<std::string>& metric_names();
-
-/// Checks a list of metric names; throws ConfigError naming an unknown one (with a suggestion).
-void check_metric_names(const std::vector<std::string>& names);
 
 /// Runs the measurements of docs/architecture.md (stage "evaluation") with the settings of the run config's
 /// [eval] table, and returns them as JSON under the keys summary.json and metrics.jsonl use:
