@@ -223,7 +223,7 @@ int64_t train_steps(ModelSetup& m, int steps, Backend& backend, Phases* phases =
   };
   for (int k = 0; k < steps; ++k) {
     auto t = Clock::now();
-    m.optimizer->zero_grad();
+    clear_gradients(*m.optimizer);
     const torch::Tensor loss = -elbo_terms(*m.model, *m.likelihood, m.batch, 1).elbo.mean();
     const double forward = phases != nullptr ? lap(t) : 0;
     loss.backward();

@@ -199,3 +199,29 @@ TEST_CASE("make_adam falls back to torch's Adam, saying why, where the fused one
   CHECK_THAT(chosen, Contains("torch's"));
   CHECK_THROWS_WITH(vaelab::FusedAdam(floats, torch::optim::AdamOptions(1e-3).weight_decay(0.1)), Contains("weight decay"));
 }
+
+TEST_CASE("clear_gradients: the next backward's gradients, and the steps, equal zero_grad's bit for bit", "[unit][optim]") {
+  torch::manual_seed(5);
+  Net net;
+  std::vector<torch::Tensor> cleared = clone_all(net.parameters()), zeroed = clone_all(net.parameters());
+  vaelab::FusedAdam opt_cleared(cleared, torch::optim::AdamOptions(1e-2));
+  vaelab::FusedAdam opt_zeroed(zeroed, torch::optim::AdamOptions(1e-2));
+  const torch::Tensor x = torch::randn({16, 300});
+  // A loss through the two linear layers (parameters 0-3); the conv (4, 5) gets no gradient.
+  const auto loss_of = [&x](const std::vector<torch::Tensor>& p) {
+    const torch::Tensor h = torch::relu(torch::nn::functional::linear(x, p[0], p[1]));
+    return torch::nn::functional::linear(h, p[2], p[3]).pow(2).mean();
+  };
+  for (int step = 0; step < 4; ++step) {
+    vaelab::clear_gradients(opt_cleared);
+    for (const auto& p : cleared) CHECK_FALSE(p.grad().defined());
+    opt_zeroed.zero_grad();
+    loss_of(cleared).backward();
+    loss_of(zeroed).backward();
+    for (size_t i = 0; i < 4; ++i) CHECK(torch::equal(cleared[i].grad(), zeroed[i].grad()));
+    opt_cleared.step();
+    opt_zeroed.step();
+  }
+  CHECK(max_abs_diff(cleared, clone_all(net.parameters())) > 0.01);  // the steps moved the weights
+  for (size_t i = 0; i < cleared.size(); ++i) CHECK(torch::equal(cleared[i], zeroed[i]));
+}

@@ -56,7 +56,7 @@ double measure_training(const Registry& registry, const std::string& backend_nam
   std::vector<double> seconds;
   for (int step = 0; step < kWarmupSteps + kMeasuredSteps; ++step) {
     const auto start = std::chrono::steady_clock::now();
-    optimizer->zero_grad();
+    clear_gradients(*optimizer);
     const torch::Tensor loss = -elbo_terms(*model, likelihood, x, 1).elbo.mean();
     loss.backward();
     optimizer->step();

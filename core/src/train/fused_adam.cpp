@@ -172,6 +172,12 @@ void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor&
   param.addcdiv_(exp_avg, exp_avg_sq.sqrt() / c.sqrt_correction2 + c.eps, -c.step_size);
 }
 
+void clear_gradients(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& p : group.params()) p.mutable_grad() = torch::Tensor();
+  }
+}
+
 std::unique_ptr<torch::optim::Adam> make_adam(const std::vector<torch::Tensor>& params,
                                               const torch::optim::AdamOptions& options, bool fused,
                                               std::string* chosen) {

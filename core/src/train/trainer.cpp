@@ -335,7 +335,7 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
     torch::Tensor batch;
     while (stream.next_batch(batch)) {
       const torch::Tensor x = batch.to(device);
-      optimizer.zero_grad();
+      clear_gradients(optimizer);
       int64_t b = x.size(0);
       double loss_value = 0;
       if (distributed_ == nullptr) {
@@ -363,7 +363,7 @@ TrainResult Trainer::fit(TrainingStream& stream, const Evaluator& evaluator, con
       ++global_step;
       result.images_seen += b;
       if (!std::isfinite(loss_value) || !bad.empty()) {
-        optimizer.zero_grad();
+        clear_gradients(optimizer);
         std::string what = std::string(std::isfinite(loss_value) ? "non-finite gradient" : "non-finite loss (") +
                            (std::isfinite(loss_value) ? "" : std::to_string(loss_value) + ")") + " at epoch " +
                            std::to_string(epoch) + ", step " + std::to_string(step) + " (step " +

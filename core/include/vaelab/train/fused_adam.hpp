@@ -46,6 +46,13 @@ class FusedAdam : public torch::optim::Adam {
 void adam_update(torch::Tensor& param, const torch::Tensor& grad, torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq,
                  const AdamStepConstants& c);
 
+/// Drops every parameter's gradient (leaves it undefined) instead of zeroing it, as PyTorch's
+/// `zero_grad(set_to_none=True)` does: the next backward then hands each parameter its new
+/// gradient tensor instead of adding it to a zeroed one. That saves two passes over the gradients
+/// per step (the zeroing, and the read-add-write of the accumulation), which at small batches is
+/// a measurable share of a step (docs/backends.md). Values are the same: 0 + g = g.
+void clear_gradients(torch::optim::Optimizer& optimizer);
+
 /// [train] optimizer: FusedAdam when `fused` and the parameters allow it, else torch's Adam; in
 /// `chosen`, when given, what was made and, for a fallback, why.
 std::unique_ptr<torch::optim::Adam> make_adam(const std::vector<torch::Tensor>& params,
