@@ -295,3 +295,20 @@ real_fraction = [0.25, 0.5]
   CHECK(plan.runs[7].label == "regime=augment-naive k=1 real_fraction=0.25");
   CHECK(plan.runs[7].id == "r0007");
 }
+
+TEST_CASE("study_eta_seconds: the runs left at the mean run time, parallel, with running ones' time counted", "[study]") {
+  // 10 runs not started at 60 s each, two at once: 300 s.
+  CHECK(vaelab::study_eta_seconds(60, {}, 10, 2) == Approx(300));
+  // Two running, 20 s and 70 s in: 40 s and 0 s left (a run past the mean is not negative).
+  CHECK(vaelab::study_eta_seconds(60, {20, 70}, 10, 2) == Approx((600 + 40) / 2.0));
+  CHECK(vaelab::study_eta_seconds(60, {20}, 0, 1) == Approx(40));
+  // Nothing left.
+  CHECK(vaelab::study_eta_seconds(60, {}, 0, 2) == Approx(0));
+  // The quickstart's case: three minutes of generator fits before the first 58 s run finished,
+  // 23 runs left at two at once. Elapsed / done × left would say 77 minutes; this says about 11.
+  const double eta = vaelab::study_eta_seconds(58, {58}, 22, 2);
+  CHECK(eta == Approx(58 * 22 / 2.0));
+  CHECK(eta < 12 * 60);
+  // parallel < 1 is taken as 1 rather than dividing by zero.
+  CHECK(vaelab::study_eta_seconds(10, {}, 3, 0) == Approx(30));
+}

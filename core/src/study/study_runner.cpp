@@ -698,6 +698,8 @@ class StudyRunner {
     size_t done = 0;
     int64_t failed = 0;
     std::map<pid_t, Job*> running;
+    double finished_run_seconds = 0;  // wall seconds of the runs that finished (done or failed) so far
+    size_t finished_runs = 0;
     bool forwarded = false;  // the interrupt was passed to the running children
     const auto free_slot = [&]() -> std::optional<size_t> {
       if (static_cast<int64_t>(running.size() + preparing.size()) >= parallel) return std::nullopt;
@@ -782,7 +784,12 @@ class StudyRunner {
         }
         if (!finish(*job, code)) ++failed;
         const double elapsed = seconds_since(start);
-        const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
+        finished_run_seconds += seconds_since(job->start);
+        ++finished_runs;
+        std::vector<double> running_seconds;
+        for (const auto& [child, other] : running) running_seconds.push_back(seconds_since(other->start));
+        const double eta = study_eta_seconds(finished_run_seconds / static_cast<double>(finished_runs), running_seconds,
+                                             total - done - running.size(), parallel);
         std::printf("[%zu/%zu] %s elapsed, ETA %s\n", done, total, duration_text(elapsed).c_str(),
                     duration_text(eta).c_str());
         std::fflush(stdout);
@@ -844,6 +851,13 @@ void validate_study(const StudyPlan& plan) {
       throw Error(plan.file.string() + ": run " + run.id + " (" + run.label + "): " + e.what());
     }
   }
+}
+
+double study_eta_seconds(double mean_run_seconds, const std::vector<double>& running_seconds, size_t not_started,
+                         int64_t parallel) {
+  double left = mean_run_seconds * static_cast<double>(not_started);
+  for (const double ran : running_seconds) left += std::max(mean_run_seconds - ran, 0.0);
+  return left / static_cast<double>(std::max<int64_t>(parallel, 1));
 }
 
 int64_t run_study(const StudyPlan& plan, const StudyRunOptions& options) {

@@ -84,6 +84,15 @@ struct StudyRunOptions {
   std::filesystem::path executable;   ///< the `vaelab` binary that trains runs
 };
 
+/// Seconds until the study's runs are done, for its progress line: each run not yet started takes
+/// `mean_run_seconds` (the mean wall time of the runs finished so far), each running one that mean
+/// less the seconds it has run (at least 0), and `parallel` run at once. Generator fits are not in
+/// the mean, so they do not inflate the estimate after the first runs (a study that begins with
+/// fits would otherwise promise hours at its first finished run); time still to be spent fitting
+/// is not in the estimate either.
+double study_eta_seconds(double mean_run_seconds, const std::vector<double>& running_seconds, size_t not_started,
+                         int64_t parallel);
+
 /// Runs the study into options.out/study.sqlite. Returns the number of runs that failed.
 int64_t run_study(const StudyPlan& plan, const StudyRunOptions& options);
 
