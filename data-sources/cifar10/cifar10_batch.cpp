@@ -6,11 +6,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <memory>
-#include <system_error>
 
+#include <vaelab/io/binary_file.hpp>
 #include <vaelab/error.hpp>
 
 namespace vaelab::plugins::cifar10 {
@@ -21,36 +20,12 @@ constexpr uint64_t kCifar100RecordBytes = 2 + kImageBytes;
 // Files are read in chunks of this size, so a file that shrinks while it is read is noticed.
 constexpr size_t kChunkBytes = size_t{4} << 20;
 
-[[noreturn]] void fail_at(const std::string& path, uint64_t offset, const std::string& message) {
-  throw Error(path + ": byte " + std::to_string(offset) + ": " + message);
-}
-
-struct FileCloser {
-  void operator()(std::FILE* file) const noexcept { std::fclose(file); }
-};
-
-std::string crc_hex(uLong crc) {
-  char text[16];
-  std::snprintf(text, sizeof text, "%08lx", static_cast<unsigned long>(crc & 0xffffffffUL));
-  return text;
-}
-
 }  // namespace
 
 Cifar10Batch read_cifar10_batch(const std::string& path, uint64_t max_bytes) {
-  std::error_code error;
-  if (std::filesystem::is_directory(path, error)) {
-    throw Error(path + ": is a folder, not a batch file");
-  }
-  const std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (file == nullptr) throw Error(path + ": cannot open: " + std::strerror(errno));
-  if (std::fseek(file.get(), 0, SEEK_END) != 0) {
-    throw Error(path + ": cannot seek: " + std::strerror(errno));
-  }
-  const long end = std::ftell(file.get());
-  if (end < 0) throw Error(path + ": cannot tell its size: " + std::strerror(errno));
-  std::rewind(file.get());
-  const auto size = static_cast<uint64_t>(end);
+  const OpenedFile opened = open_for_reading(path, "a batch file");
+  const auto& file = opened.file;
+  const uint64_t size = opened.size;
 
   if (size == 0) fail_at(path, 0, "empty file: a batch holds at least one 3073-byte record");
   if (size > max_bytes) {
@@ -114,7 +89,7 @@ Cifar10Batch read_cifar10_batch(const std::string& path, uint64_t max_bytes) {
     }
     record += records;
   }
-  batch.crc32 = crc_hex(crc);
+  batch.crc32 = crc32_hex(crc);
   return batch;
 }
 

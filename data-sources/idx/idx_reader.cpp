@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 
+#include <vaelab/io/binary_file.hpp>
 #include <vaelab/error.hpp>
 
 namespace vaelab::plugins {
@@ -223,14 +224,8 @@ FileDigest digest_file(const std::string& path) {
     throw Error(path + ": byte " + std::to_string(digest.size_bytes) +
                 ": read error: " + std::strerror(error));
   }
-  char text[16];
-  std::snprintf(text, sizeof text, "%08lx", static_cast<unsigned long>(crc & 0xffffffffUL));
-  digest.crc32 = text;
+  digest.crc32 = crc32_hex(crc);
   return digest;
-}
-
-void fail_at(const std::string& path, uint64_t offset, const std::string& message) {
-  throw Error(path + ": byte " + std::to_string(offset) + ": " + message);
 }
 
 std::string join_dims(const std::vector<int64_t>& dims) {

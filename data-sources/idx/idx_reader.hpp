@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include <vaelab/io/binary_file.hpp>  // fail_at
+
 namespace vaelab::plugins {
 
 /// The contents of one IDX file of unsigned bytes.
@@ -40,9 +42,6 @@ IdxArray read_idx(const std::string& path, uint64_t max_bytes, std::string_view 
 
 /// The stored size and CRC-32 of a file. Throws vaelab::Error naming the path if it cannot be read.
 FileDigest digest_file(const std::string& path);
-
-/// Throws vaelab::Error "<path>: byte <offset>: <message>".
-[[noreturn]] void fail_at(const std::string& path, uint64_t offset, const std::string& message);
 
 /// "60000x28x28".
 std::string join_dims(const std::vector<int64_t>& dims);

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include <vaelab/error.hpp>
+#include <vaelab/io/binary_file.hpp>
 #include <vaelab/plugin.hpp>
 
 #include "image_decoder.hpp"
@@ -213,12 +214,6 @@ std::string number(double value) {
   return text;
 }
 
-std::string crc_hex(uLong crc) {
-  char text[16];
-  std::snprintf(text, sizeof text, "%08lx", static_cast<unsigned long>(crc & 0xffffffffUL));
-  return text;
-}
-
 /// "a, b, c", or the first `limit` words and how many more.
 std::string join(const std::vector<std::string>& words, size_t limit = 20) {
   std::string text;
@@ -376,7 +371,7 @@ Dataset ImageFolderSource::open() {
   dataset.train = decode_split(train_files, 0);
   dataset.test = decode_split(test_files, split_by_folders_ ? 1 : 0);
   for (size_t i = 0; i < listings.size(); ++i) {
-    dataset.files.push_back(SourceFile{listings[i].folder.string(), sizes[i], crc_hex(crcs[i])});
+    dataset.files.push_back(SourceFile{listings[i].folder.string(), sizes[i], crc32_hex(crcs[i])});
   }
 
   const char* const fit_words = fit_ == Fit::resize ? "resized" : fit_ == Fit::pad ? "padded" : "";

@@ -6,12 +6,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <memory>
 #include <string_view>
-#include <system_error>
 
+#include <vaelab/io/binary_file.hpp>
 #include <vaelab/error.hpp>
 
 namespace vaelab::plugins::npy {
@@ -25,16 +24,6 @@ constexpr size_t kLongestPreambleBytes = 12;
 constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 20;
 // Data is read in chunks of this size, so a file that shrinks while it is read is noticed.
 constexpr size_t kChunkBytes = size_t{4} << 20;
-
-struct FileCloser {
-  void operator()(std::FILE* file) const noexcept { std::fclose(file); }
-};
-
-std::string crc_hex(uLong crc) {
-  char text[16];
-  std::snprintf(text, sizeof text, "%08lx", static_cast<unsigned long>(crc & 0xffffffffUL));
-  return text;
-}
 
 std::string printable(std::string_view text) {
   std::string out;
@@ -388,19 +377,9 @@ NpyHeader parse_npy_header(const std::string& path, const uint8_t* bytes, uint64
 
 NpyArray read_npy(const std::string& path, uint64_t max_bytes,
                   const std::function<void(const NpyHeader&)>& check) {
-  std::error_code error;
-  if (std::filesystem::is_directory(path, error)) {
-    throw Error(path + ": is a folder, not a .npy file");
-  }
-  const std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (file == nullptr) throw Error(path + ": cannot open: " + std::strerror(errno));
-  if (std::fseek(file.get(), 0, SEEK_END) != 0) {
-    throw Error(path + ": cannot seek: " + std::strerror(errno));
-  }
-  const long end = std::ftell(file.get());
-  if (end < 0) throw Error(path + ": cannot tell its size: " + std::strerror(errno));
-  std::rewind(file.get());
-  const auto size = static_cast<uint64_t>(end);
+  const OpenedFile opened = open_for_reading(path, "a .npy file");
+  const auto& file = opened.file;
+  const uint64_t size = opened.size;
 
   // Read exactly what is known to be needed, step by step: preamble, header, data.
   const auto read_exactly = [&](uint8_t* out, uint64_t count, uint64_t offset) {
@@ -458,12 +437,8 @@ NpyArray read_npy(const std::string& path, uint64_t max_bytes,
     crc = crc32(crc, array.data.data() + have, static_cast<uInt>(want));
     have += want;
   }
-  array.crc32 = crc_hex(crc);
+  array.crc32 = crc32_hex(crc);
   return array;
-}
-
-void fail_at(const std::string& path, uint64_t offset, const std::string& message) {
-  throw Error(path + ": byte " + std::to_string(offset) + ": " + message);
 }
 
 }  // namespace vaelab::plugins::npy

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <vaelab/io/binary_file.hpp>  // fail_at
+
 namespace vaelab::plugins::npy {
 
 /// An element type this reader knows: unsigned or signed integers of 1, 2, 4 or 8 bytes, and
@@ -74,8 +76,5 @@ NpyHeader parse_npy_header(const std::string& path, const uint8_t* bytes, uint64
 /// "<path>: <what>" when the file cannot be opened.
 NpyArray read_npy(const std::string& path, uint64_t max_bytes,
                   const std::function<void(const NpyHeader&)>& check = {});
-
-/// Throws vaelab::Error "<path>: byte <offset>: <message>".
-[[noreturn]] void fail_at(const std::string& path, uint64_t offset, const std::string& message);
 
 }  // namespace vaelab::plugins::npy

@@ -8,6 +8,8 @@
 
 #include <zlib.h>
 
+#include <vaelab/io/binary_file.hpp>
+
 namespace vaelab::compress {
 
 namespace {
@@ -32,10 +34,6 @@ uint64_t get_u64(const uint8_t* p) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
   return v;
-}
-
-[[noreturn]] void fail_at(const std::string& path, uint64_t offset, const std::string& what) {
-  throw Error(path + ": byte " + std::to_string(offset) + ": " + what);
 }
 
 std::string hex32(uint32_t v) {

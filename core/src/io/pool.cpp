@@ -15,6 +15,7 @@
 #include <filesystem>
 
 #include <vaelab/error.hpp>
+#include <vaelab/io/binary_file.hpp>
 
 namespace vaelab {
 namespace {
@@ -51,10 +52,6 @@ constexpr size_t kOffMetaCrc = 88;
 constexpr size_t kOffSeedsCrc = 92;
 constexpr size_t kOffChunksCrc = 96;
 constexpr size_t kOffHeaderCrc = 124;
-
-[[noreturn]] void fail_at(const std::string& path, uint64_t offset, const std::string& message) {
-  throw Error(path + ": byte " + std::to_string(offset) + ": " + message);
-}
 
 std::string hex32(uint32_t value) {
   char text[16];
