@@ -11,6 +11,7 @@
 #include <vaelab/log.hpp>
 #include <vaelab/metrics/elbo.hpp>
 #include <vaelab/threads.hpp>
+#include <vaelab/train/fused_adam.hpp>
 #include <vaelab/train/run.hpp>
 #include <vaelab/train/session.hpp>
 
@@ -28,13 +29,14 @@ int bench_threads(const std::string& config_file, const std::vector<std::string>
   const torch::Tensor batch = s.train.slice(0, 0, std::min<int64_t>(batch_size, s.train.size(0))).to(device);
   torch::nn::Module& module = s.model->module();
   module.train();
-  torch::optim::Adam optimizer(module.parameters(), torch::optim::AdamOptions(1e-4));
+  // The trainer's optimizer and gradient handling, so the settings are compared on its steps.
+  const auto optimizer = make_adam(module.parameters(), torch::optim::AdamOptions(1e-4), true);
 
   const auto step = [&] {
-    optimizer.zero_grad();
+    clear_gradients(*optimizer);
     const torch::Tensor loss = -elbo_terms(*s.model, *s.likelihood, batch, 1).elbo.mean();
     loss.backward();
-    optimizer.step();
+    optimizer->step();
   };
   const int cpus = available_cpus();
   std::vector<std::pair<int, int>> settings;

@@ -66,7 +66,7 @@ struct Target {
 struct Phases {
   double forward = 0;    ///< encode, sample, decode, likelihood, KL
   double backward = 0;   ///< autograd through all of it
-  double optimizer = 0;  ///< zero_grad and Adam's update (the fused Adam where it can run)
+  double optimizer = 0;  ///< dropping the gradients (clear_gradients) and Adam's update (the fused Adam where it can run)
   double torch_adam = 0; ///< torch::optim::Adam's update of copies of the weights with the same gradients
   int64_t steps = 0;
 };
