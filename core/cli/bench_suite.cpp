@@ -250,6 +250,9 @@ int bench_suite(const BenchOptions& options) {
   const Registry registry(Registry::search_path({}));
   const int repeats = std::max(1, options.repeats);
   const bool quick = options.quick;
+  // Other work on the machine before this one starts: a shared machine's figures come out lower
+  // than it can do, and the ratios (measured in the same run) are what to compare.
+  const double load_before = load_average();
 
   // ---- The references: the GEMM peak per precision, on every CPU this process may use ------------
   at::set_num_threads(available_cpus());
@@ -482,6 +485,7 @@ int bench_suite(const BenchOptions& options) {
                         {"cpu_isa", cpu_isa_name(cpu_features())},
                         {"blas_core", blas_core_name()},
                         {"blas", blas_kernels_report()},
+                        {"load_average_before", load_before < 0 ? nlohmann::json() : nlohmann::json(load_before)},
                         {"reference", "torch-cpu f32 on the same benchmark line"}};
   if (options.json) {
     std::cout << out.dump(2) << "\n";
@@ -496,6 +500,13 @@ int bench_suite(const BenchOptions& options) {
               shape_peak["bf16"].is_null() ? "n/a" : std::to_string(static_cast<int>(shape_peak["bf16"].get<double>())).c_str());
   std::printf("memory bandwidth (triad, median): %.1f GB/s; CPU %s; %s\n", bandwidth_gb_per_s,
               cpu_isa_name(cpu_features()).c_str(), blas_kernels_report().c_str());
+  if (load_before >= 0.5) {
+    std::printf("load average %.2f on %d CPUs before this run: other work was running, so these figures are lower "
+                "than this machine can do; compare the ratios, and repeat when it is idle\n",
+                load_before, available_cpus());
+  } else if (load_before >= 0) {
+    std::printf("load average %.2f on %d CPUs before this run\n", load_before, available_cpus());
+  }
   // "of peak": the products alone at the GEMM peak; "of limit": products and the optimizer's bytes.
   std::printf("%-17s %-11s %-5s %12s %9s %8s %9s %8s\n", "benchmark", "backend", "prec", "images/s", "GFLOP/s",
               "of peak", "of limit", "vs torch");

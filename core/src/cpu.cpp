@@ -70,6 +70,21 @@ std::string cpu_model_name() {
   return "";
 }
 
+double parse_load_average(std::string_view line) {
+  const std::string text(line.substr(0, line.find(' ')));
+  if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) != 0)) return -1;
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  return end == text.c_str() + text.size() ? value : -1;
+}
+
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string line;
+  if (!std::getline(in, line)) return -1;
+  return parse_load_average(line);
+}
+
 std::string cpu_isa_name(const CpuFeatures& f) {
   const bool avx512_core = f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
   if (avx512_core && f.amx_bf16 && f.amx_tile) return "avx512_core_amx";

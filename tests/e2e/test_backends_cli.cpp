@@ -168,6 +168,8 @@ TEST_CASE("vaelab bench --json --quick prints the peak and every benchmark line"
   REQUIRE(out["memory_bandwidth_gb_per_s"].get<double>() > 0);
   REQUIRE_FALSE(out["isa"].get<std::string>().empty());
   REQUIRE(out.contains("blas_core"));
+  // The machine's load before the run, so a slow figure from a shared machine can be told apart.
+  REQUIRE(out["load_average_before"].get<double>() >= 0);
   std::set<std::string> lines;
   for (const auto& line : out["results"]) {
     const std::string key = line["benchmark"].get<std::string>() + " " + line["backend"].get<std::string>() + " " +

@@ -68,3 +68,15 @@ TEST_CASE("generic OpenBLAS kernels are replaced by the widest core the CPU runs
   // AVX2 without FMA (no such CPU is sold, but the flags may be masked in a VM): no Haswell.
   CHECK(better_blas_core(parse_cpu_flags("flags : pni avx avx2"), "Prescott").empty());
 }
+
+TEST_CASE("the load average is the first number of /proc/loadavg", "[cpu]") {
+  CHECK(vaelab::parse_load_average("1.93 1.69 1.76 3/412 15973") == Approx(1.93));
+  CHECK(vaelab::parse_load_average("0.00 0.01 0.05 1/80 7") == Approx(0.0));
+  CHECK(vaelab::parse_load_average("12.5 3 2 1/1 1\n") == Approx(12.5));
+  CHECK(vaelab::parse_load_average("") == -1);
+  CHECK(vaelab::parse_load_average("x 1 2") == -1);
+  CHECK(vaelab::parse_load_average("-1 2 3") == -1);
+  CHECK(vaelab::parse_load_average("1.5x 2 3") == -1);
+  // This machine's (Linux has /proc/loadavg): a number, not the error value.
+  CHECK(vaelab::load_average() >= 0);
+}

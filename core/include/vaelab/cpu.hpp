@@ -38,6 +38,15 @@ CpuFeatures cpu_features();
 /// The first "model name" of /proc/cpuinfo, e.g. "AMD EPYC 7B13" ("" where there is none).
 std::string cpu_model_name();
 
+/// The 1-minute load average from a /proc/loadavg line ("1.93 1.69 1.76 3/412 15973"), or −1
+/// where the line does not start with a non-negative number.
+double parse_load_average(std::string_view loadavg_line);
+
+/// This machine's 1-minute load average now (/proc/loadavg), or −1 where it cannot be read: how
+/// many threads were running or waiting for a CPU, averaged over the last minute. On a machine
+/// shared with other work it says why a measurement came out slow.
+double load_average();
+
 /// A short name of the widest vector extension: "avx512_core_amx", "avx512_core_bf16",
 /// "avx512_core", "avx2", "avx", "sse3" or "baseline" (oneDNN's names where they exist).
 std::string cpu_isa_name(const CpuFeatures& features);

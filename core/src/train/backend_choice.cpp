@@ -84,15 +84,6 @@ nlohmann::json read_cache(const fs::path& file) {
   return j;
 }
 
-/// The 1-minute load average (/proc/loadavg), or −1 where it cannot be read: kept beside a
-/// measurement, since one taken on a busy machine says little.
-double load_average() {
-  std::ifstream in("/proc/loadavg");
-  double one = -1;
-  if (!(in >> one)) return -1;
-  return one;
-}
-
 }  // namespace
 
 std::string choose_fastest_backend(const std::map<std::string, double>& speeds,
