@@ -1,6 +1,7 @@
 // Evaluation: the amortization gap G_a (per-image optimized posteriors against the encoder's).
 #include <vaelab/metrics/amortization.hpp>
 
+#include <cmath>
 #include <limits>
 
 #include <torch/torch.h>
@@ -82,7 +83,12 @@ AmortizationResult amortization_gap(Model& model, const Likelihood& likelihood,
       double best = std::numeric_limits<double>::infinity();
       double window = 0;
       int64_t stale = 0;
+      auto& adam_options = static_cast<torch::optim::AdamOptions&>(adam.param_groups()[0].options());
       for (int64_t step = 1; step <= o.steps; ++step) {
+        if (o.cosine) {
+          const double progress = static_cast<double>(step - 1) / static_cast<double>(o.steps);
+          adam_options.lr(o.lr * 0.5 * (1 + std::cos(M_PI * progress)));
+        }
         adam.zero_grad();
         // Summed over images: each image's variables get the gradient of its own ELBO.
         const torch::Tensor loss =

@@ -149,6 +149,7 @@ nlohmann::json Evaluator::run(const std::vector<std::string>& metrics, const Eva
     o.steps = c.get_int_in("steps", 0, INT64_MAX);
     o.samples = c.get_int_in("samples", 1, 1000000);
     o.lr = c.get_double("lr");
+    o.cosine = c.get_choice("lr_schedule", {"constant", "cosine"}) == "cosine";
     o.check_every = c.get_int_in("check_every", 1, INT64_MAX);
     o.patience = c.get_int_in("patience", 1, INT64_MAX);
     o.final_samples = c.get_int_in("final_samples", 1, 1000000);

@@ -14,9 +14,10 @@ namespace vaelab {
 struct AmortizationOptions {
   int64_t images = 1000;        ///< test images (the first ones of the test split)
   int64_t batch_size = 1000;    ///< images optimized together: one Adam over [batch, latent] tensors
-  int64_t steps = 300;          ///< most Adam steps per batch
+  int64_t steps = 200;          ///< most Adam steps per batch
   int64_t samples = 4;          ///< reparameterized samples per image per step
-  double lr = 1e-3;             ///< Adam learning rate
+  double lr = 0.1;              ///< Adam learning rate (the first step's, under the cosine schedule)
+  bool cosine = true;           ///< decay the learning rate to 0 over `steps` on a half cosine
   int64_t check_every = 50;     ///< steps between plateau checks
   int64_t patience = 2;         ///< checks without improvement before stopping early
   int64_t final_samples = 100;  ///< samples per image for the final ELBO and ELBO* estimates
