@@ -200,6 +200,22 @@ TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it",
   }
   REQUIRE(m["iwae_test_nats"].get<double>() >= m["elbo_test_nats"].get<double>() - 5.0);
   REQUIRE(m["probe_accuracy"].get<double>() > 0.2);  // 10 classes: chance is 0.1
+  // A config.toml written before eval.amortization.lr_schedule existed keeps the constant rate its
+  // G_a was measured with; the current one decays the rate, so the two searches end elsewhere.
+  {
+    const std::string current = slurp(run / "config.toml");
+    const size_t at = current.find("lr_schedule = ");
+    REQUIRE(at != std::string::npos);
+    std::ofstream(run / "config.toml") << current.substr(0, at) << current.substr(current.find('\n', at) + 1);
+    const Result earlier = run_vaelab("eval '" + run.string() + "' --metrics amortization --json");
+    std::ofstream(run / "config.toml") << current;
+    INFO(earlier.err);
+    REQUIRE(earlier.code == 0);
+    REQUIRE_THAT(earlier.err, Contains("written before eval.amortization.lr_schedule existed"));
+    const json old = json::parse(earlier.out);
+    REQUIRE(old["amortization_elbo_test_nats"].get<double>() == m["amortization_elbo_test_nats"].get<double>());
+    REQUIRE(old["elbo_star_test_nats"].get<double>() != m["elbo_star_test_nats"].get<double>());
+  }
   const Result typo = run_vaelab("eval '" + run.string() + "' --metrics elbo,iwea");
   REQUIRE(typo.code != 0);
   REQUIRE_THAT(typo.err, Contains("unknown metric 'iwea'") && Contains("did you mean 'iwae'?"));

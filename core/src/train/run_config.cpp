@@ -5,8 +5,10 @@
 #include <vaelab/train/run_config.hpp>
 
 #include <algorithm>
+#include <fstream>
 #include <set>
 #include <sstream>
+#include <string>
 
 #include <vaelab/backend.hpp>
 #include <vaelab/build_info.h>
@@ -116,12 +118,34 @@ std::string choose_backend(const Registry& registry, const std::vector<std::stri
   return choice;
 }
 
+constexpr std::string_view kResolvedHeader = "# Resolved by vaelab ";
+
+/// A config a run wrote (to_toml()) holds every key its vaelab knew, so a key missing from it came
+/// later, and the run ran with that key's earlier behaviour. Where that behaviour is not the new
+/// default, the key is filled in with it here, so that `vaelab eval` and `--resume` measure such a
+/// run as it was measured.
+void keep_earlier_behaviour(toml::table& resolved, const fs::path& file) {
+  if (toml::table* amortization = resolved["eval"]["amortization"].as_table();
+      amortization != nullptr && !amortization->contains("lr_schedule")) {
+    // Before the schedule existed, q* was searched at a constant learning rate.
+    amortization->insert("lr_schedule", "constant");
+    logger().info("{}: written before eval.amortization.lr_schedule existed; G_a keeps the constant learning "
+                  "rate it was measured with (lr_schedule = \"constant\")",
+                  file.string());
+  }
+}
+
 }  // namespace
 
 std::string_view core_defaults_toml() { return VAELAB_CORE_DEFAULTS_TOML; }
 
 RunConfig RunConfig::load(const fs::path& file, const std::vector<std::string>& overrides) {
-  return resolve(read_toml_file(file), overrides);
+  toml::table user = read_toml_file(file);
+  std::string first_line;
+  std::ifstream in(file);
+  std::getline(in, first_line);
+  if (first_line.rfind(kResolvedHeader, 0) == 0) keep_earlier_behaviour(user, file);
+  return resolve(user, overrides);
 }
 
 RunConfig RunConfig::resolve(const toml::table& user, const std::vector<std::string>& overrides) {
@@ -205,7 +229,7 @@ std::string RunConfig::plugin_config(std::string_view section_name) const {
 
 std::string RunConfig::to_toml() const {
   std::ostringstream out;
-  out << "# Resolved by vaelab " << VAELAB_VERSION << ": defaults merged, overrides applied.\n"
+  out << kResolvedHeader << VAELAB_VERSION << ": defaults merged, overrides applied.\n"
       << format_toml(table_) << "\n";
   return out.str();
 }
