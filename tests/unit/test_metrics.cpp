@@ -36,6 +36,18 @@ World make_world(uint64_t seed, int64_t n) {
   return world;
 }
 
+/// 16 images of a linear-Gaussian world, an encoder whose means are shifted off the exact posterior
+/// by 0.5, and the exact log p(x) a perfect q* search reaches.
+struct ShiftedProblem {
+  explicit ShiftedProblem(uint64_t seed)
+      : world(make_world(seed, 16)), exact(world.w, world.b, world.sigma), model(exact, 0.5), lik(world.sigma) {}
+  double log_p() { return exact.log_marginal(world.x).mean().item<double>(); }
+  World world;
+  vaelab::testing::LinearGaussian exact;
+  vaelab::testing::ShiftedEncoder model;
+  vaelab::GaussianLikelihood lik;
+};
+
 }  // namespace
 
 TEST_CASE("IWAE with the exact posterior equals log p(x) for any K", "[iwae]") {
@@ -95,10 +107,7 @@ TEST_CASE("the amortization gap is ≈ 0 when the encoder outputs the exact post
 }
 
 TEST_CASE("a shifted encoder has a positive gap and q* recovers the analytic posterior", "[amortization]") {
-  const World world = make_world(8, 16);
-  vaelab::testing::LinearGaussian exact_model(world.w, world.b, world.sigma);
-  vaelab::testing::ShiftedEncoder model(exact_model, 0.5);
-  vaelab::GaussianLikelihood lik(world.sigma);
+  ShiftedProblem p(8);
   vaelab::AmortizationOptions o;
   o.images = 16;
   o.batch_size = 16;
@@ -110,11 +119,10 @@ TEST_CASE("a shifted encoder has a positive gap and q* recovers the analytic pos
   o.patience = 5;
   o.final_samples = 2000;
   vaelab::Posterior q_star;
-  const auto r = vaelab::amortization_gap(model, lik, world.x, o, 2, torch::kCPU, &q_star);
+  const auto r = vaelab::amortization_gap(p.model, p.lik, p.world.x, o, 2, torch::kCPU, &q_star);
   REQUIRE(r.amortization_gap_nats > 0.1);
-  const double log_p = exact_model.log_marginal(world.x).mean().item<double>();
-  REQUIRE(r.elbo_star_nats == Approx(log_p).margin(0.05));
-  const vaelab::Posterior truth = exact_model.encode(world.x);
+  REQUIRE(r.elbo_star_nats == Approx(p.log_p()).margin(0.05));
+  const vaelab::Posterior truth = p.exact.encode(p.world.x);
   INFO("largest |q* mean - posterior mean|: " << (q_star.mean - truth.mean).abs().max().item<double>());
   INFO("largest relative variance error: " << ((q_star.log_var.exp() / truth.log_var.exp()) - 1).abs().max().item<double>());
   REQUIRE(torch::allclose(q_star.mean, truth.mean, 0, 0.05));
@@ -124,15 +132,12 @@ TEST_CASE("a shifted encoder has a positive gap and q* recovers the analytic pos
 TEST_CASE("the default q* search closes a shifted encoder's gap in its 200 steps", "[amortization]") {
   // The defaults (lr 0.1 decayed on a half cosine, 200 steps, 4 samples) against the analytic
   // log p(x): the gap they find must be the whole gap, not the part a slow rate reaches.
-  const World world = make_world(9, 16);
-  vaelab::testing::LinearGaussian exact_model(world.w, world.b, world.sigma);
-  vaelab::testing::ShiftedEncoder model(exact_model, 0.5);
-  vaelab::GaussianLikelihood lik(world.sigma);
+  ShiftedProblem p(9);
   vaelab::AmortizationOptions o;
   o.images = 16;
   o.final_samples = 2000;
-  const double log_p = exact_model.log_marginal(world.x).mean().item<double>();
-  const auto r = vaelab::amortization_gap(model, lik, world.x, o, 4, torch::kCPU);
+  const double log_p = p.log_p();
+  const auto r = vaelab::amortization_gap(p.model, p.lik, p.world.x, o, 4, torch::kCPU);
   REQUIRE(r.steps_run == 200);
   REQUIRE(r.amortization_gap_nats > 0.1);
   CHECK(r.elbo_star_nats == Approx(log_p).margin(0.05));
@@ -142,7 +147,7 @@ TEST_CASE("the default q* search closes a shifted encoder's gap in its 200 steps
   slow.lr = 1e-3;
   slow.cosine = false;
   slow.steps = 300;
-  const auto s = vaelab::amortization_gap(model, lik, world.x, slow, 4, torch::kCPU);
+  const auto s = vaelab::amortization_gap(p.model, p.lik, p.world.x, slow, 4, torch::kCPU);
   INFO("gap found: default " << r.amortization_gap_nats << ", slow " << s.amortization_gap_nats
                              << ", whole " << log_p - r.elbo_nats);
   CHECK(s.elbo_star_nats < r.elbo_star_nats - 0.05);
