@@ -86,6 +86,9 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->capture_default_str();
   eval->add_flag("--json", eval_json, "print one JSON object");
+  std::vector<std::string> eval_sets;
+  eval->add_option("--set", eval_sets,
+                   "change how it is measured: --set eval.amortization.steps=1000 (eval.* keys only; repeatable)");
 
   std::string score_dir;
   std::string score_data;
@@ -244,7 +247,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (eval->parsed()) {
-      const nlohmann::json result = vaelab::eval_run(eval_dir, eval_metrics);
+      const nlohmann::json result = vaelab::eval_run(eval_dir, eval_metrics, eval_sets);
       if (eval_json) {
         std::cout << result.dump(2) << "\n";
       } else {

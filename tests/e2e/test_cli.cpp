@@ -216,6 +216,20 @@ TEST_CASE("train 2 epochs on 512 Fashion-MNIST images, then eval reproduces it",
     REQUIRE(old["amortization_elbo_test_nats"].get<double>() == m["amortization_elbo_test_nats"].get<double>());
     REQUIRE(old["elbo_star_test_nats"].get<double>() != m["elbo_star_test_nats"].get<double>());
   }
+  // --set changes how the run is measured, for this call only; keys outside eval.* are refused.
+  {
+    const std::string config_before = slurp(run / "config.toml");
+    const Result longer = run_vaelab("eval '" + run.string() +
+                                     "' --metrics amortization --json --set eval.amortization.steps=7");
+    INFO(longer.err);
+    REQUIRE(longer.code == 0);
+    REQUIRE(json::parse(longer.out)["amortization_steps"].get<int64_t>() == 7);
+    REQUIRE(m["amortization_steps"].get<int64_t>() == 20);
+    const Result outside = run_vaelab("eval '" + run.string() + "' --set train.epochs=3");
+    REQUIRE(outside.code != 0);
+    REQUIRE_THAT(outside.err, Contains("--set train.epochs=3") && Contains("only eval.* keys"));
+    REQUIRE(slurp(run / "config.toml") == config_before);
+  }
   const Result typo = run_vaelab("eval '" + run.string() + "' --metrics elbo,iwea");
   REQUIRE(typo.code != 0);
   REQUIRE_THAT(typo.err, Contains("unknown metric 'iwea'") && Contains("did you mean 'iwae'?"));

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <vaelab/config.hpp>
 #include <vaelab/error.hpp>
 #include <vaelab/io/pool.hpp>
 #include <vaelab/io/run_store.hpp>
@@ -25,10 +26,17 @@ namespace fs = std::filesystem;
 
 namespace vaelab {
 
-nlohmann::json eval_run(const fs::path& run_dir, const std::vector<std::string>& metrics) {
+nlohmann::json eval_run(const fs::path& run_dir, const std::vector<std::string>& metrics,
+                        const std::vector<std::string>& overrides) {
   check_metric_names(metrics);
+  for (const std::string& o : overrides) {
+    if (parse_override(o).key.rfind("eval.", 0) != 0) {
+      throw ConfigError("--set " + o + ": vaelab eval changes only eval.* keys (how the run is measured); the "
+                        "model, data and backend are the run's own");
+    }
+  }
   const RunStore store = RunStore::open(run_dir);
-  const RunConfig config = RunConfig::load(store.config_path(), {});
+  const RunConfig config = RunConfig::load(store.config_path(), overrides);
   Session s = open_session(config);
   const fs::path checkpoint = store.checkpoint_path("last");
   if (!fs::exists(checkpoint)) throw Error(checkpoint.string() + ": no checkpoint to evaluate");

@@ -129,8 +129,8 @@ void keep_earlier_behaviour(toml::table& resolved, const fs::path& file) {
       amortization != nullptr && !amortization->contains("lr_schedule")) {
     // Before the schedule existed, q* was searched at a constant learning rate.
     amortization->insert("lr_schedule", "constant");
-    logger().info("{}: written before eval.amortization.lr_schedule existed; G_a keeps the constant learning "
-                  "rate it was measured with (lr_schedule = \"constant\")",
+    logger().info("{}: written before eval.amortization.lr_schedule existed; read as lr_schedule = \"constant\", "
+                  "the search its G_a was measured with (--set eval.amortization.lr_schedule changes it)",
                   file.string());
   }
 }

@@ -31,9 +31,10 @@ std::filesystem::path resume_run(const std::filesystem::path& run_dir,
 
 /// `vaelab eval`: rebuilds the model of a finished run from its config.toml and
 /// checkpoints/last.safetensors and runs the named metrics (metric_names()) with the run's [eval]
-/// settings. Returns the numbers as JSON, under summary.json's keys.
-nlohmann::json eval_run(const std::filesystem::path& run_dir,
-                        const std::vector<std::string>& metrics);
+/// settings, changed by `overrides` ("eval.KEY=VALUE" only: the model, data and backend are the
+/// run's). Returns the numbers as JSON, under summary.json's keys. Nothing in the run folder changes.
+nlohmann::json eval_run(const std::filesystem::path& run_dir, const std::vector<std::string>& metrics,
+                        const std::vector<std::string>& overrides = {});
 
 /// What `vaelab score` computes per image.
 struct ScoreOptions {
