@@ -221,8 +221,7 @@ FileDigest digest_file(const std::string& path) {
   const int error = errno;
   std::fclose(file);
   if (failed) {
-    throw Error(path + ": byte " + std::to_string(digest.size_bytes) +
-                ": read error: " + std::strerror(error));
+    fail_at(path, digest.size_bytes, std::string("read error: ") + std::strerror(error));
   }
   digest.crc32 = crc32_hex(crc);
   return digest;

@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include <vaelab/error.hpp>
+#include <vaelab/io/binary_file.hpp>
 
 // stb_image (Debian's libstb-dev), PNG and JPEG only, compiled here and nowhere else, with
 // internal linkage so that none of its symbols leave the plugin.
@@ -172,10 +173,8 @@ std::vector<uint8_t> read_image_file(const std::string& path) {
   std::vector<uint8_t> bytes(static_cast<size_t>(size));
   in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   if (static_cast<uintmax_t>(in.gcount()) != size) {
-    throw Error(path + ": byte " + std::to_string(in.gcount()) +
-                ": read error: the file ends "
-                "before its size of " +
-                std::to_string(size) + " bytes (is it being written?)");
+    fail_at(path, static_cast<uint64_t>(in.gcount()),
+            "read error: the file ends before its size of " + std::to_string(size) + " bytes (is it being written?)");
   }
   return bytes;
 }

@@ -36,12 +36,6 @@ uint64_t get_u64(const uint8_t* p) {
   return v;
 }
 
-std::string hex32(uint32_t v) {
-  char buf[9];
-  std::snprintf(buf, sizeof buf, "%08x", v);
-  return buf;
-}
-
 }  // namespace
 
 uint32_t crc32_of(const uint8_t* bytes, uint64_t size) {
@@ -158,8 +152,8 @@ CompressedFile parse_compressed(const std::string& path, const uint8_t* data, ui
   }
   const uint32_t header_crc = get_u32(data + table_end);
   if (crc32_of(data, table_end) != header_crc) {
-    fail_at(path, table_end, "the header's CRC-32 is " + hex32(crc32_of(data, table_end)) +
-                                 " but the file says " + hex32(header_crc) + ": the header is corrupt");
+    fail_at(path, table_end, "the header's CRC-32 is " + crc32_hex(crc32_of(data, table_end)) +
+                                 " but the file says " + crc32_hex(header_crc) + ": the header is corrupt");
   }
   uint64_t offset = table_end + 4;
   file.lanes.resize(lanes);
@@ -215,8 +209,8 @@ CompressedFile read_compressed(const std::string& path, uint64_t max_bytes) {
 void check_images_crc(const std::string& path, const CompressedHeader& header, const uint8_t* images, uint64_t size) {
   const uint32_t crc = crc32_of(images, size);
   if (crc != header.images_crc32) {
-    fail_at(path, 80, "the decoded images' CRC-32 is " + hex32(crc) + " but the file says " +
-                          hex32(header.images_crc32) + ": the file is corrupt");
+    fail_at(path, 80, "the decoded images' CRC-32 is " + crc32_hex(crc) + " but the file says " +
+                          crc32_hex(header.images_crc32) + ": the file is corrupt");
   }
 }
 

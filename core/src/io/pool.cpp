@@ -53,12 +53,6 @@ constexpr size_t kOffSeedsCrc = 92;
 constexpr size_t kOffChunksCrc = 96;
 constexpr size_t kOffHeaderCrc = 124;
 
-std::string hex32(uint32_t value) {
-  char text[16];
-  std::snprintf(text, sizeof text, "%08x", value);
-  return text;
-}
-
 uint32_t crc32_of(const uint8_t* data, uint64_t bytes) {
   return static_cast<uint32_t>(crc32_z(0, data, static_cast<z_size_t>(bytes)));
 }
@@ -438,8 +432,8 @@ PoolReader::PoolReader(std::string path) : state_(std::make_unique<State>()) {
   const uint32_t header_crc = crc32_of(header, kOffHeaderCrc);
   if (get_u32(header + kOffHeaderCrc) != header_crc) {
     fail_at(p, kOffHeaderCrc,
-            "header checksum mismatch (stored " + hex32(get_u32(header + kOffHeaderCrc)) +
-                ", computed " + hex32(header_crc) + "): the header is corrupt");
+            "header checksum mismatch (stored " + crc32_hex(get_u32(header + kOffHeaderCrc)) +
+                ", computed " + crc32_hex(header_crc) + "): the header is corrupt");
   }
 
   // Sizes, against fixed limits, before any arithmetic that could overflow.
@@ -521,8 +515,8 @@ PoolReader::PoolReader(std::string path) : state_(std::make_unique<State>()) {
   const uint32_t meta_crc = crc32_of(m + l.meta_offset, meta_bytes);
   if (meta_crc != get_u32(header + kOffMetaCrc)) {
     fail_at(p, l.meta_offset,
-            "meta block checksum mismatch (stored " + hex32(get_u32(header + kOffMetaCrc)) +
-                ", computed " + hex32(meta_crc) + ")");
+            "meta block checksum mismatch (stored " + crc32_hex(get_u32(header + kOffMetaCrc)) +
+                ", computed " + crc32_hex(meta_crc) + ")");
   }
   uint64_t at = l.meta_offset;
   const uint64_t meta_end = l.meta_offset + meta_bytes;
@@ -547,14 +541,14 @@ PoolReader::PoolReader(std::string path) : state_(std::make_unique<State>()) {
   const uint32_t seeds_crc = crc32_of(m + l.seeds_offset, 8 * count);
   if (seeds_crc != get_u32(header + kOffSeedsCrc)) {
     fail_at(p, l.seeds_offset,
-            "seed table checksum mismatch (stored " + hex32(get_u32(header + kOffSeedsCrc)) +
-                ", computed " + hex32(seeds_crc) + ")");
+            "seed table checksum mismatch (stored " + crc32_hex(get_u32(header + kOffSeedsCrc)) +
+                ", computed " + crc32_hex(seeds_crc) + ")");
   }
   const uint32_t chunks_crc = crc32_of(m + l.chunks_offset, 4 * l.chunks);
   if (chunks_crc != get_u32(header + kOffChunksCrc)) {
     fail_at(p, l.chunks_offset,
-            "chunk table checksum mismatch (stored " + hex32(get_u32(header + kOffChunksCrc)) +
-                ", computed " + hex32(chunks_crc) + ")");
+            "chunk table checksum mismatch (stored " + crc32_hex(get_u32(header + kOffChunksCrc)) +
+                ", computed " + crc32_hex(chunks_crc) + ")");
   }
   for (uint64_t k = 0; k < l.chunks; ++k) {
     const uint64_t first = k * chunk_images;
@@ -566,14 +560,14 @@ PoolReader::PoolReader(std::string path) : state_(std::make_unique<State>()) {
       fail_at(p, offset,
               "checksum mismatch in image chunk " + std::to_string(k) + " (images " +
                   std::to_string(first) + ".." + std::to_string(first + n - 1) + "; stored " +
-                  hex32(stored) + ", computed " + hex32(crc) + ")");
+                  crc32_hex(stored) + ", computed " + crc32_hex(crc) + ")");
     }
   }
 
   s.header.channels = static_cast<int64_t>(channels);
   s.header.height = static_cast<int64_t>(height);
   s.header.width = static_cast<int64_t>(width);
-  s.checksum = hex32(header_crc);
+  s.checksum = crc32_hex(header_crc);
   s.count = count;
   s.image_bytes = image_bytes;
   s.images_offset = l.images_offset;
